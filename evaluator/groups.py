@@ -1,0 +1,48 @@
+"""Breakdown groups: the subsets of a split that every aggregate is reported for.
+
+Each aggregate is reported for the whole of a layer kind and, within it, per prompt
+type, occlusion bucket and category. A group is a tuple
+`(dimension, layer_kind, value)` with dimension one of `all`, `prompt_type`,
+`occlusion`, `category`; `("all", kind, "all")` is the whole layer kind.
+FID statistics are summed per group, so HPA can be given for every group too.
+"""
+
+from __future__ import annotations
+
+import math
+
+from evaluator.split import Sample
+
+DIMENSIONS = ("all", "prompt_type", "occlusion", "category")
+# Upper edges (inclusive) of the occlusion buckets; rates above the last are "gt50".
+OCCLUSION_BUCKETS = (("none", 0.0), ("le25", 0.25), ("le50", 0.5))
+OCCLUSION_LABELS = {"none": "none", "le25": "up to 25%", "le50": "up to 50%", "gt50": "above 50%"}
+
+Group = tuple[str, str, str]
+
+
+def occlusion_bucket(rate: float | None) -> str:
+    """`none` (rate 0), `le25` (0, 0.25], `le50` (0.25, 0.5], `gt50` above; `unknown` when absent."""
+    if rate is None or (isinstance(rate, float) and math.isnan(rate)):
+        return "unknown"
+    for name, upper in OCCLUSION_BUCKETS:
+        if rate <= upper:
+            return name
+    return "gt50"
+
+
+def sample_groups(sample: Sample) -> list[Group]:
+    """Every group the sample belongs to."""
+    kind = sample.layer_kind
+    return [
+        ("all", kind, "all"),
+        ("prompt_type", kind, sample.prompt_type),
+        ("occlusion", kind, occlusion_bucket(sample.occlusion_rate)),
+        ("category", kind, sample.category or "none"),
+    ]
+
+
+def group_name(group: Group) -> str:
+    """A stable string key such as `foreground/prompt_type/text+box`, for JSON."""
+    dimension, kind, value = group
+    return f"{kind}/{dimension}/{value}"
