@@ -363,13 +363,16 @@ class _TarSource:
     def __init__(self, path: Path):
         self.path = path
         self._tar = tarfile.open(path, "r:*")
-        members = [m for m in self._tar.getmembers() if m.isfile()]
-        manifests = [m.name for m in members if PurePosixPath(m.name).name == "manifest.jsonl"]
+        # `tar -C folder .` writes names like ./manifest.jsonl; PurePosixPath drops the "./".
+        members = {
+            PurePosixPath(m.name).as_posix(): m for m in self._tar.getmembers() if m.isfile()
+        }
+        manifests = [name for name in members if PurePosixPath(name).name == "manifest.jsonl"]
         shortest = min(manifests, key=len) if manifests else "manifest.jsonl"
         self.prefix = str(PurePosixPath(shortest).parent)
         self.prefix = "" if self.prefix == "." else self.prefix + "/"
         self.members = {
-            m.name[len(self.prefix):]: m for m in members if m.name.startswith(self.prefix)
+            name[len(self.prefix):]: m for name, m in members.items() if name.startswith(self.prefix)
         }
 
     def exists(self, name: str) -> bool:
@@ -407,13 +410,18 @@ class Split:
                 "a folder or a .tar with manifest.jsonl", "nothing readable",
                 "Check the path.",
             )])
-        self.has_ground_truth = self._source.has_prefix("gt")
-        self.samples = self._read_manifest()
-        self._by_id = {sample.sample_id: index for index, sample in enumerate(self.samples)}
-        self._image_names: dict[str, str] = {}
-        problems = self._check_files(check_files)
-        if problems:
-            raise SplitError(str(path), problems)
+        try:
+            self.has_ground_truth = self._source.has_prefix("gt")
+            self.samples = self._read_manifest()
+            self._by_id = {sample.sample_id: index for index, sample in enumerate(self.samples)}
+            self._image_names: dict[str, str] = {}
+            problems = self._check_files(check_files)
+            if problems:
+                raise SplitError(str(path), problems)
+        except SplitError:
+            # An invalid package is never returned, so its tar handle is closed here.
+            self._source.close()
+            raise
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -494,6 +502,8 @@ class Split:
     def _check_files(self, check_sizes: bool) -> list[Problem]:
         problems: list[Problem] = []
         image_sizes: dict[str, tuple[int, int]] = {}
+        # Samples of one scene share an image; a wrong size is reported once per image and size.
+        reported_sizes: set[tuple[str, tuple[int, int]]] = set()
         for sample in self.samples:
             expected = (sample.width, sample.height)
             image_name = self._find_image(sample.image_id)
@@ -506,7 +516,8 @@ class Split:
             elif check_sizes:
                 if image_name not in image_sizes:
                     image_sizes[image_name] = self._image_size(image_name)
-                if image_sizes[image_name] != expected:
+                if image_sizes[image_name] != expected and (image_name, expected) not in reported_sizes:
+                    reported_sizes.add((image_name, expected))
                     problems.append(self._size_problem(image_name, expected, image_sizes[image_name]))
 
             files = []

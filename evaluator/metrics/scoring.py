@@ -1,0 +1,91 @@
+"""Batched forward passes of the metric networks on prepared uint8 images."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from evaluator.config import BenchmarkConfig
+from evaluator.metrics import MIN_DIRECTION_NORM
+from evaluator.metrics.networks import load_clip, load_inception, load_lpips
+
+logger = logging.getLogger(__name__)
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """The requested device, else CUDA when present, else the CPU."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class MetricNetworks:
+    """LPIPS, CLIP and the FID Inception on one device, fed uint8 (N, S, S, 3) images.
+
+    Each call runs in slices of at most `batch_size` images, so a caller may pass
+    all candidates of a batch of samples at once.
+    """
+
+    def __init__(self, weights_dir: Path, config: BenchmarkConfig, device: torch.device, batch_size: int = 16):
+        self.device = device
+        self.batch_size = batch_size
+        self.lpips = load_lpips(weights_dir, config).to(device)
+        self.clip = load_clip(weights_dir, config).to(device)
+        self.inception = load_inception(weights_dir, config).to(device)
+        logger.info("loaded the metric networks from %s on %s", weights_dir, device)
+
+    def _unit_range(self, images: np.ndarray) -> torch.Tensor:
+        """uint8 (N, S, S, 3) -> float (N, 3, S, S) in [0, 1] on the device."""
+        tensor = torch.from_numpy(np.ascontiguousarray(images)).to(self.device, non_blocking=True)
+        return tensor.permute(0, 3, 1, 2).float() / 255
+
+    def _slices(self, count: int):
+        for start in range(0, count, self.batch_size):
+            yield slice(start, min(start + self.batch_size, count))
+
+    @torch.no_grad()
+    def lpips_distance(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """LPIPS between paired images, inputs scaled to [-1, 1]; float64 (N,)."""
+        out = np.empty(len(first), dtype=np.float64)
+        for part in self._slices(len(first)):
+            a = self._unit_range(first[part]) * 2 - 1
+            b = self._unit_range(second[part]) * 2 - 1
+            out[part] = self.lpips(a, b).flatten().double().cpu().numpy()
+        return out
+
+    @torch.no_grad()
+    def clip_embedding(self, images: np.ndarray) -> np.ndarray:
+        """L2-normalised CLIP image embeddings, float32 (N, D)."""
+        parts = [self.clip(self._unit_range(images[part])).cpu().numpy() for part in self._slices(len(images))]
+        return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+
+    @torch.no_grad()
+    def inception_features(self, images: np.ndarray) -> np.ndarray:
+        """FID Inception features, float64 (N, dims)."""
+        parts = [
+            self.inception(self._unit_range(images[part])).double().cpu().numpy()
+            for part in self._slices(len(images))
+        ]
+        return np.concatenate(parts) if parts else np.zeros((0, self.inception.dims))
+
+
+def completion_direction(
+    f_g: np.ndarray, f_gv: np.ndarray, f_p: np.ndarray, nothing_hidden: np.ndarray
+) -> np.ndarray:
+    """`dir` per row: cos(f_g - f_gv, f_p - f_gv), float64 (N,).
+
+    NaN where nothing is hidden or the target direction is shorter than
+    MIN_DIRECTION_NORM; 0 where the prediction's direction is that short.
+    """
+    target = f_g.astype(np.float64) - f_gv
+    predicted = f_p.astype(np.float64) - f_gv
+    target_norm = np.linalg.norm(target, axis=-1)
+    predicted_norm = np.linalg.norm(predicted, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cosine = np.einsum("nd,nd->n", target, predicted) / (target_norm * predicted_norm)
+    cosine = np.where(predicted_norm < MIN_DIRECTION_NORM, 0.0, cosine)
+    undefined = np.asarray(nothing_hidden, dtype=bool) | (target_norm < MIN_DIRECTION_NORM)
+    return np.where(undefined, np.nan, np.clip(cosine, -1.0, 1.0))

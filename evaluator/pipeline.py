@@ -1,0 +1,408 @@
+"""The scoring pipeline: chunks of samples in, per-sample metrics and FID sums out.
+
+`score_chunk` scores samples [start, stop) of a split and returns a `ChunkResult`:
+one table row per sample and candidate (see `SAMPLE_COLUMNS`; metrics are float,
+NaN where undefined) and the candidate-0 Inception features of the predictions and
+of the ground truth for FID, with the breakdown groups of each row. `aggregate`
+adds the chunks up: FID statistics per group are sums over chunks (`FidStats`), so
+any chunking gives the same FID, and the report comes from
+`evaluator.aggregate.aggregate_samples`. `score_submission` runs every chunk in one
+process. See `evaluator.metrics` for the metric definitions and
+`evaluator.gt_cache` for what is cached.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from evaluator import __version__
+from evaluator.aggregate import aggregate_samples
+from evaluator.config import BenchmarkConfig, load_config
+from evaluator.fid import FidStats, frechet_distance
+from evaluator.groups import group_name, sample_groups
+from evaluator.gt_cache import GtCache, ground_truth_version, resolve_cache_dir
+from evaluator.metrics import metrics_version
+from evaluator.metrics.images import background_bytes
+from evaluator.metrics.scoring import MetricNetworks, completion_direction, pick_device
+from evaluator.pipeline_data import GtDataset, PredictionDataset, default_workers, make_loader
+from evaluator.split import Split
+from evaluator.submission import SubmissionArchive
+from evaluator.weights import resolve_weights_dir, weights_fingerprint
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_COLUMNS = (
+    "sample_id", "candidate", "layer_kind", "prompt_type", "gt_kind", "category", "occlusion_rate",
+    "lpips_vis", "dir", "lpips_comp", "iou", "iou_occ",
+)
+UNVERIFIED_WEIGHTS = (
+    "unverified weights: the metric networks do not match the published checksums, "
+    "so these numbers are not comparable with published results"
+)
+
+
+class ScoringContext:
+    """What every chunk of one scoring run shares: config, weights, device, networks."""
+
+    def __init__(self, config: BenchmarkConfig, weights_dir: str | Path | None = None, device: str | None = None):
+        self.config = config
+        self.weights_dir = resolve_weights_dir(weights_dir)
+        self.weights_fingerprint, self.weights_verified = weights_fingerprint(self.weights_dir)
+        self.device = pick_device(device)
+        self.background = background_bytes(config.i_bkgd)
+        self._networks: MetricNetworks | None = None
+
+    @property
+    def networks(self) -> MetricNetworks:
+        if self._networks is None:
+            self._networks = MetricNetworks(self.weights_dir, self.config, self.device, self.config.batch_size)
+        return self._networks
+
+
+@dataclass
+class ChunkResult:
+    """The scores of samples [start, stop): per-sample rows and candidate-0 FID features.
+
+    The features (float32, as the network computes them, so no precision is lost)
+    are kept instead of per-group (D, D) sums because a chunk holds fewer samples
+    than features; `fid_stats` turns them into additive `FidStats`.
+    """
+
+    start: int
+    stop: int
+    samples: pd.DataFrame
+    fid_groups: list[list[str]]
+    prediction_features: np.ndarray
+    ground_truth_features: np.ndarray
+    provenance: dict = field(default_factory=dict)
+
+    def fid_stats(self, group: str) -> tuple[FidStats, FidStats]:
+        """(predictions, ground truth) statistics of this chunk's rows in `group`."""
+        rows = [i for i, names in enumerate(self.fid_groups) if group in names]
+        return (FidStats.from_features(self.prediction_features[rows]),
+                FidStats.from_features(self.ground_truth_features[rows]))
+
+    def to_bytes(self) -> bytes:
+        """An .npz holding the provenance and groups as JSON and the table as Parquet."""
+        table = io.BytesIO()
+        self.samples.to_parquet(table, index=False)
+        meta = {"start": self.start, "stop": self.stop, "fid_groups": self.fid_groups, "provenance": self.provenance}
+        buffer = io.BytesIO()
+        np.savez(
+            buffer,
+            meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+            samples=np.frombuffer(table.getvalue(), dtype=np.uint8),
+            prediction_features=self.prediction_features,
+            ground_truth_features=self.ground_truth_features,
+        )
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ChunkResult:
+        with np.load(io.BytesIO(data)) as arrays:
+            meta = json.loads(arrays["meta"].tobytes())
+            samples = pd.read_parquet(io.BytesIO(arrays["samples"].tobytes()))
+            return cls(meta["start"], meta["stop"], samples, meta["fid_groups"],
+                       arrays["prediction_features"], arrays["ground_truth_features"], meta["provenance"])
+
+
+# Scoring one chunk ---------------------------------------------------------------------
+
+
+def _open_inputs(split, submission, config: BenchmarkConfig) -> tuple[Split, SubmissionArchive]:
+    if not isinstance(split, Split):
+        split = Split(split)
+    if not isinstance(submission, SubmissionArchive):
+        submission = SubmissionArchive(submission, split, config.max_candidates)
+    return split, submission
+
+
+def _fill_gt_cache(split: Split, indices: list[int], cache: GtCache, context: ScoringContext, workers: int) -> None:
+    """Compute and store the ground-truth entries of `indices` that the cache lacks."""
+    missing = [i for i in indices if not cache.has(split.samples[i].sample_id)]
+    if not missing:
+        return
+    logger.info("computing ground truth of %d samples into %s", len(missing), cache.folder)
+    networks = context.networks
+    dataset = GtDataset(split, missing, context.config.eval_size, context.background)
+    for batch in make_loader(dataset, context.config.batch_size, workers):
+        rgba = [entry for _, entry in batch if entry.rgb is not None]
+        if rgba:
+            embeddings = networks.clip_embedding(np.stack([e.rgb for e in rgba] + [e.restricted for e in rgba]))
+            features = networks.inception_features(np.stack([e.rgb for e in rgba]))
+            for j, entry in enumerate(rgba):
+                entry.clip_full = embeddings[j]
+                entry.clip_visible = embeddings[len(rgba) + j]
+                entry.inception = features[j].astype(np.float32)
+        for index, entry in batch:
+            cache.write(split.samples[index].sample_id, entry)
+
+
+def _rgb_metrics(items: list[dict], networks: MetricNetworks, n: int) -> tuple[dict, np.ndarray]:
+    """lpips_vis, dir, lpips_comp for items with RGB ground truth, (len(items) * n,) each,
+    and the candidate-0 Inception features (len(items), dims)."""
+    gts = [item["gt"] for item in items]
+    predicted = np.concatenate([item["composites"] for item in items])  # (B * n, S, S, 3)
+    predicted_visible = np.concatenate([item["restricted"] for item in items])
+    truth = np.repeat(np.stack([gt.rgb for gt in gts]), n, axis=0)
+    truth_visible = np.repeat(np.stack([gt.restricted for gt in gts]), n, axis=0)
+    direction = completion_direction(
+        np.repeat(np.stack([gt.clip_full for gt in gts]), n, axis=0),
+        np.repeat(np.stack([gt.clip_visible for gt in gts]), n, axis=0),
+        networks.clip_embedding(predicted),
+        np.repeat([gt.nothing_hidden for gt in gts], n),
+    )
+    values = {
+        "lpips_vis": networks.lpips_distance(truth_visible, predicted_visible),
+        "dir": direction,
+        "lpips_comp": networks.lpips_distance(predicted, truth),
+    }
+    return values, networks.inception_features(predicted[::n])
+
+
+def score_chunk(
+    split: Split | str | Path,
+    submission: SubmissionArchive | str | Path,
+    start: int,
+    stop: int,
+    config: BenchmarkConfig,
+    weights_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    device: str | None = None,
+    *,
+    workers: int | None = None,
+    context: ScoringContext | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ChunkResult:
+    """Score samples [start, stop) of the split; see the module docstring.
+
+    `context` shares loaded networks between chunks of one process; `workers` is the
+    number of loader processes (default: one per spare CPU core, at most 4);
+    `progress` is called with the number of samples after each batch.
+    """
+    started = time.monotonic()
+    split, submission = _open_inputs(split, submission, config)
+    if not 0 <= start < stop <= len(split):
+        raise ValueError(f"chunk [{start}, {stop}) is outside the split's samples [0, {len(split)})")
+    context = context or ScoringContext(config, weights_dir, device)
+    workers = default_workers() if workers is None else workers
+    gt_version = ground_truth_version(split)
+    cache = GtCache(resolve_cache_dir(cache_dir), gt_version, config.hash, context.weights_fingerprint)
+    indices = list(range(start, stop))
+    logger.info("scoring samples %d..%d of %s on %s", start, stop, split.path, context.device)
+
+    _fill_gt_cache(split, indices, cache, context, workers)
+
+    n = submission.n_candidates
+    rows: list[dict] = []
+    fid_groups: list[list[str]] = []
+    prediction_features, truth_features = [], []
+    dataset = PredictionDataset(split, submission, indices, cache, config.eval_size, context.background)
+    for batch in make_loader(dataset, config.batch_size, workers):
+        rgba = [item for item in batch if item["gt"].rgb is not None]
+        values, features = _rgb_metrics(rgba, context.networks, n) if rgba else ({}, None)
+        position = {id(item): j for j, item in enumerate(rgba)}
+        for item in batch:
+            sample = split.samples[item["index"]]
+            j = position.get(id(item))
+            if j is not None:
+                fid_groups.append([group_name(group) for group in sample_groups(sample)])
+                prediction_features.append(features[j].astype(np.float32))
+                truth_features.append(item["gt"].inception)
+            for k in range(n):
+                row = _sample_row(sample, k)
+                for name in ("lpips_vis", "dir", "lpips_comp"):
+                    row[name] = math.nan if j is None else float(values[name][j * n + k])
+                row["iou"] = float(item["iou"][k])
+                row["iou_occ"] = float(item["iou_occ"][k])
+                rows.append(row)
+        if progress is not None:
+            progress(len(batch))
+
+    dims = int(config.inception.get("dims", 2048))
+    return ChunkResult(
+        start=start,
+        stop=stop,
+        samples=pd.DataFrame(rows, columns=list(SAMPLE_COLUMNS)),
+        fid_groups=fid_groups,
+        prediction_features=np.array(prediction_features, dtype=np.float32).reshape(-1, dims),
+        ground_truth_features=np.array(truth_features, dtype=np.float32).reshape(-1, dims),
+        provenance={
+            **_provenance(config, context, gt_version),
+            "n_candidates": n,
+            "device": str(context.device),
+            "seconds": time.monotonic() - started,
+        },
+    )
+
+
+def _sample_row(sample, k: int) -> dict:
+    return {
+        "sample_id": sample.sample_id,
+        "candidate": k,
+        "layer_kind": sample.layer_kind,
+        "prompt_type": sample.prompt_type,
+        "gt_kind": sample.gt_kind,
+        "category": sample.category,
+        "occlusion_rate": math.nan if sample.occlusion_rate is None else sample.occlusion_rate,
+    }
+
+
+def _provenance(config: BenchmarkConfig, context: ScoringContext, gt_version: str) -> dict:
+    return {
+        "evaluator_version": __version__,
+        "metrics_version": metrics_version(),
+        "config": {"name": config.name, "version": config.version, "hash": config.hash},
+        "calibration_version": config.calibration.version,
+        "weights": {"fingerprint": context.weights_fingerprint, "verified": context.weights_verified},
+        "ground_truth_version": gt_version,
+    }
+
+
+# Aggregation ---------------------------------------------------------------------------
+
+
+@dataclass
+class ScoreResult:
+    """One evaluation: the report, the per-sample table, FID per group and provenance."""
+
+    report: dict
+    samples: pd.DataFrame
+    fid: dict[str, float]
+    provenance: dict
+
+    @property
+    def weights_verified(self) -> bool:
+        return bool(self.provenance["weights"]["verified"])
+
+    @property
+    def warnings(self) -> list[str]:
+        return [] if self.weights_verified else [UNVERIFIED_WEIGHTS]
+
+    def to_json(self) -> dict:
+        """The content of report.json: provenance, warnings, FID per group, the report."""
+        fid = {name: (None if math.isnan(value) else value) for name, value in self.fid.items()}
+        return {**self.provenance, "warnings": self.warnings, "fid": fid, "report": self.report}
+
+    def write(self, out_dir: str | Path) -> None:
+        """Write `report.json` and `samples.parquet` into `out_dir`."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.json").write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        self.samples.to_parquet(out / "samples.parquet", index=False)
+
+
+def _check_chunks(chunks: list[ChunkResult]) -> list[ChunkResult]:
+    if not chunks:
+        raise ValueError("no chunk results to aggregate; score the chunks first")
+    chunks = sorted(chunks, key=lambda chunk: chunk.start)
+    expected = 0
+    for chunk in chunks:
+        if chunk.start != expected:
+            raise ValueError(
+                f"chunk results do not tile the split: expected a chunk starting at sample {expected}, "
+                f"found [{chunk.start}, {chunk.stop}); score the missing chunk or drop the duplicate"
+            )
+        expected = chunk.stop
+    keys = ("evaluator_version", "config", "weights", "ground_truth_version", "n_candidates")
+    first = {key: chunks[0].provenance.get(key) for key in keys}
+    for chunk in chunks[1:]:
+        for key in keys:
+            if chunk.provenance.get(key) != first[key]:
+                raise ValueError(
+                    f"chunk [{chunk.start}, {chunk.stop}) has {key} {chunk.provenance.get(key)!r} but chunk "
+                    f"[{chunks[0].start}, {chunks[0].stop}) has {first[key]!r}; rescore it with the same setup"
+                )
+    return chunks
+
+
+def group_fids(chunks: list[ChunkResult]) -> dict[str, float]:
+    """FID per group from the chunks' summed statistics.
+
+    Groups with exactly the same rows (such as a category that covers a whole layer
+    kind) share one computation.
+    """
+    names = sorted({name for chunk in chunks for groups in chunk.fid_groups for name in groups})
+    by_rows: dict[tuple, float] = {}
+    fid: dict[str, float] = {}
+    for name in names:
+        rows = tuple(
+            (c, i) for c, chunk in enumerate(chunks) for i, groups in enumerate(chunk.fid_groups) if name in groups
+        )
+        if rows not in by_rows:
+            predicted, truth = None, None
+            for chunk in chunks:
+                chunk_predicted, chunk_truth = chunk.fid_stats(name)
+                predicted = chunk_predicted if predicted is None else predicted + chunk_predicted
+                truth = chunk_truth if truth is None else truth + chunk_truth
+            by_rows[rows] = frechet_distance(predicted, truth)
+        fid[name] = by_rows[rows]
+    return fid
+
+
+def aggregate(chunks: list[ChunkResult], config: BenchmarkConfig) -> ScoreResult:
+    """Add up the chunks of one evaluation into its `ScoreResult`."""
+    chunks = _check_chunks(chunks)
+    samples = pd.concat([chunk.samples for chunk in chunks], ignore_index=True)
+    fid = group_fids(chunks)
+    report = aggregate_samples(samples, fid, config)
+    provenance = {key: value for key, value in chunks[0].provenance.items() if key not in ("device", "seconds")}
+    provenance["seconds"] = sum(chunk.provenance.get("seconds", 0.0) for chunk in chunks)
+    first = samples[(samples["candidate"] == 0) & (samples["gt_kind"] == "rgba")]
+    provenance["dir_undefined"] = int(first["dir"].isna().sum())
+    return ScoreResult(report=report, samples=samples, fid=fid, provenance=provenance)
+
+
+def score_submission(
+    split_path: str | Path,
+    predictions_zip: str | Path,
+    out_dir: str | Path | None = None,
+    config: BenchmarkConfig | str | Path | None = None,
+    weights_dir: str | Path | None = None,
+    progress: bool = True,
+    *,
+    device: str | None = None,
+    workers: int | None = None,
+    cache_dir: str | Path | None = None,
+) -> ScoreResult:
+    """Score a submission zip against a split in this process, chunk by chunk.
+
+    Raises `SubmissionError` (with `.report`) when the zip is invalid. Writes
+    `report.json` and `samples.parquet` when `out_dir` is given.
+    """
+    if not isinstance(config, BenchmarkConfig):
+        config = load_config(config)
+    split = Split(split_path)
+    submission = SubmissionArchive(predictions_zip, split, config.max_candidates)
+    context = ScoringContext(config, weights_dir, device)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(split), unit="sample", desc="scoring")
+    chunks = []
+    try:
+        for start in range(0, len(split), config.chunk_size):
+            stop = min(start + config.chunk_size, len(split))
+            chunks.append(score_chunk(
+                split, submission, start, stop, config, cache_dir=cache_dir, workers=workers,
+                context=context, progress=bar.update if bar else None,
+            ))
+    finally:
+        if bar is not None:
+            bar.close()
+        submission.close()
+    result = aggregate(chunks, config)
+    if out_dir is not None:
+        result.write(out_dir)
+    return result

@@ -1,0 +1,161 @@
+"""Serializers of the REST API.
+
+No serializer exposes a split's ground-truth location or a submission's stored
+file name: private storage keys never leave the server.
+"""
+
+from __future__ import annotations
+
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from leaderboard import selectors
+from leaderboard.models import Benchmark, Evaluation, Split, Submission
+from leaderboard.views.status import evaluation_status
+
+
+def _absolute(request, url: str) -> str:
+    return request.build_absolute_uri(url) if request is not None else url
+
+
+class SplitSummarySerializer(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Split
+        fields = ["id", "name", "url"]
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_url(self, split: Split) -> str:
+        return _absolute(self.context.get("request"), reverse("api:split-detail", args=[split.pk]))
+
+
+class BenchmarkSerializer(serializers.ModelSerializer):
+    splits = SplitSummarySerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Benchmark
+        fields = ["slug", "name", "description", "config_name", "config_version", "config_hash",
+                  "calibration_version", "quota_limit", "quota_window_hours", "splits", "created_at"]
+
+
+class SplitSerializer(serializers.ModelSerializer):
+    benchmark = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    public_package_url = serializers.SerializerMethodField()
+    leaderboard_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Split
+        fields = ["id", "benchmark", "name", "sample_count", "visibility", "is_active",
+                  "public_package_url", "leaderboard_url", "created_at"]
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_public_package_url(self, split: Split) -> str | None:
+        if not split.public_package:
+            return None
+        url = reverse("split-inputs", args=[split.benchmark.slug, split.name])
+        return _absolute(self.context.get("request"), url)
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_leaderboard_url(self, split: Split) -> str:
+        return _absolute(self.context.get("request"), reverse("api:split-leaderboard", args=[split.pk]))
+
+
+class LeaderboardEntrySerializer(serializers.Serializer):
+    """One leaderboard row; `metrics` and `intervals` are keyed by flat metric names."""
+
+    rank = serializers.IntegerField(allow_null=True)
+    submission = serializers.IntegerField(source="submission.pk")
+    evaluation = serializers.IntegerField(source="evaluation.pk")
+    method_name = serializers.CharField()
+    owner = serializers.CharField(source="owner_name")
+    is_baseline = serializers.BooleanField()
+    weights_verified = serializers.BooleanField()
+    metrics = serializers.DictField(child=serializers.FloatField(allow_null=True))
+    intervals = serializers.DictField(child=serializers.ListField(child=serializers.FloatField()))
+    created_at = serializers.DateTimeField()
+
+
+class SubmissionCreateSerializer(serializers.Serializer):
+    split = serializers.PrimaryKeyRelatedField(queryset=Split.objects.none(),
+                                               help_text="Id of the split the predictions are for.")
+    file = serializers.FileField(help_text="The zip of predicted RGBA PNG layers.")
+    method_name = serializers.CharField(max_length=200)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    paper_url = serializers.URLField(required=False, allow_blank=True, default="", max_length=500)
+    code_url = serializers.URLField(required=False, allow_blank=True, default="", max_length=500)
+    is_public = serializers.BooleanField(required=False, default=True)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        request = self.context.get("request")
+        user = request.user if request is not None else None
+        benchmarks = selectors.benchmark_list(user=user)
+        self.fields["split"].queryset = Split.objects.filter(benchmark__in=benchmarks).select_related("benchmark")
+
+    def validate_file(self, upload):
+        if not upload.name.lower().endswith(".zip"):
+            raise serializers.ValidationError(
+                f"{upload.name} is not a .zip file; upload a zip archive of PNG files."
+            )
+        return upload
+
+
+class EvaluationSerializer(serializers.ModelSerializer):
+    """One scoring run. Validation problems are included for the owner only."""
+
+    validation_problems = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Evaluation
+        fields = ["id", "state", "progress", "chunks_total", "chunks_done", "evaluator_version",
+                  "ground_truth_version", "config_hash", "calibration_version", "weights_fingerprint",
+                  "weights_verified", "metrics", "validation_problems", "failure_kind", "user_message",
+                  "created_at", "started_at", "finished_at"]
+
+    @extend_schema_field(serializers.ListField(child=serializers.DictField()))
+    def get_validation_problems(self, evaluation: Evaluation) -> list:
+        if not self.context.get("is_owner"):
+            return []
+        return evaluation.validation_problems or []
+
+
+class SubmissionSerializer(serializers.ModelSerializer):
+    split = serializers.PrimaryKeyRelatedField(read_only=True)
+    benchmark = serializers.CharField(source="split.benchmark.slug", read_only=True)
+    owner = serializers.CharField(source="owner.get_username", read_only=True)
+    status = serializers.SerializerMethodField()
+    evaluation = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Submission
+        fields = ["id", "split", "benchmark", "owner", "method_name", "description", "paper_url", "code_url",
+                  "is_public", "is_baseline", "sha256", "size_bytes", "candidate_count", "created_at",
+                  "status", "evaluation"]
+
+    def _current(self, submission: Submission) -> Evaluation | None:
+        cache = self.context.setdefault("current_evaluations", {})
+        if submission.pk not in cache:
+            cache[submission.pk] = selectors.evaluation_current(submission=submission)
+        return cache[submission.pk]
+
+    @extend_schema_field(serializers.DictField())
+    def get_status(self, submission: Submission) -> dict:
+        status = evaluation_status(submission, self._current(submission))
+        request = self.context.get("request")
+        user = request.user if request is not None else None
+        if user is None or (submission.owner_id != user.pk and not user.is_staff):
+            status["cancellable"] = False
+        return status
+
+    @extend_schema_field(EvaluationSerializer(allow_null=True))
+    def get_evaluation(self, submission: Submission) -> dict | None:
+        evaluation = self._current(submission)
+        if evaluation is None:
+            return None
+        request = self.context.get("request")
+        user = request.user if request is not None else None
+        is_owner = user is not None and (submission.owner_id == user.pk or user.is_staff)
+        return EvaluationSerializer(evaluation, context={**self.context, "is_owner": is_owner}).data

@@ -1,0 +1,64 @@
+"""API rate limits, read from settings when a request comes in.
+
+`REFLADE_API_THROTTLE_RATES` may override any of `DEFAULT_RATES` (DRF rate strings
+such as "60/min"); a rate of None turns that limit off. Counters live in Django's
+default cache, so every web process shares them only when that cache is shared
+(Redis or memcached in production; the local-memory default counts per process).
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from rest_framework.throttling import SimpleRateThrottle
+
+DEFAULT_RATES = {
+    "anon": "120/min",
+    "user": "600/min",
+    # Submissions also have a per-split quota; this only stops bursts of uploads.
+    "submissions": "30/hour",
+}
+
+
+def throttle_rate(scope: str) -> str | None:
+    rates = {**DEFAULT_RATES, **getattr(settings, "REFLADE_API_THROTTLE_RATES", {})}
+    return rates.get(scope)
+
+
+class SettingsRateThrottle(SimpleRateThrottle):
+    """A throttle whose rate comes from the settings at request time, not at import."""
+
+    def get_rate(self) -> str | None:
+        return throttle_rate(self.scope)
+
+
+class AnonThrottle(SettingsRateThrottle):
+    """Requests without credentials, counted per client address."""
+
+    scope = "anon"
+
+    def get_cache_key(self, request, view):
+        if request.user and request.user.is_authenticated:
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+class UserThrottle(SettingsRateThrottle):
+    """Authenticated requests, counted per user."""
+
+    scope = "user"
+
+    def get_cache_key(self, request, view):
+        if not (request.user and request.user.is_authenticated):
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": request.user.pk}
+
+
+class SubmissionCreateThrottle(SettingsRateThrottle):
+    """Submission uploads, counted per user, on top of the general user rate."""
+
+    scope = "submissions"
+
+    def get_cache_key(self, request, view):
+        if not (request.user and request.user.is_authenticated):
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": request.user.pk}

@@ -1,0 +1,284 @@
+"""REST API views: one thin class per endpoint, reading through selectors and
+writing through services."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import exceptions, status
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from leaderboard import selectors, services
+from leaderboard.api import serializers
+from leaderboard.api.errors import api_exception_handler
+from leaderboard.api.renderers import CSVRenderer, ParquetRenderer
+from leaderboard.api.throttling import AnonThrottle, SubmissionCreateThrottle, UserThrottle
+from leaderboard.models import Split
+from leaderboard.views.columns import column_for, columns_for_keys, selector_ordering
+
+logger = logging.getLogger(__name__)
+
+ERROR_RESPONSE = OpenApiResponse(description='Error envelope: {"error": {"code", "message", "details"}}')
+
+
+class ApiView(APIView):
+    """Base of every endpoint: token or session authentication, rate limits, the error envelope."""
+
+    authentication_classes = [TokenAuthentication, SessionAuthentication]
+    permission_classes = [AllowAny]
+    throttle_classes = [AnonThrottle, UserThrottle]
+    renderer_classes = [JSONRenderer]
+
+    def get_exception_handler(self):
+        return api_exception_handler
+
+
+class Pagination(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+def split_for_viewer(split_id: int, user) -> Split:
+    """A split of a benchmark the user may see; NotFound otherwise."""
+    benchmarks = selectors.benchmark_list(user=user)
+    split = Split.objects.select_related("benchmark").filter(pk=split_id, benchmark__in=benchmarks).first()
+    if split is None:
+        raise services.NotFound(f"No split {split_id}.")
+    return split
+
+
+# Benchmarks and splits -----------------------------------------------------------------
+
+
+class BenchmarkListView(ApiView):
+    @extend_schema(responses=serializers.BenchmarkSerializer(many=True))
+    def get(self, request):
+        benchmarks = selectors.benchmark_list(user=request.user).prefetch_related("splits")
+        return Response(serializers.BenchmarkSerializer(benchmarks, many=True, context={"request": request}).data)
+
+
+class BenchmarkDetailView(ApiView):
+    @extend_schema(responses={200: serializers.BenchmarkSerializer, 404: ERROR_RESPONSE})
+    def get(self, request, slug: str):
+        benchmark = selectors.benchmark_get(slug=slug, user=request.user)
+        return Response(serializers.BenchmarkSerializer(benchmark, context={"request": request}).data)
+
+
+class SplitListView(ApiView):
+    @extend_schema(
+        parameters=[OpenApiParameter("benchmark", str, description="Only the splits of this benchmark slug.")],
+        responses=serializers.SplitSerializer(many=True),
+    )
+    def get(self, request):
+        benchmarks = selectors.benchmark_list(user=request.user)
+        splits = Split.objects.filter(benchmark__in=benchmarks).select_related("benchmark")
+        slug = request.query_params.get("benchmark")
+        if slug:
+            splits = splits.filter(benchmark__slug=slug)
+        splits = splits.order_by("benchmark__slug", "name")
+        return Response(serializers.SplitSerializer(splits, many=True, context={"request": request}).data)
+
+
+class SplitDetailView(ApiView):
+    @extend_schema(responses={200: serializers.SplitSerializer, 404: ERROR_RESPONSE})
+    def get(self, request, split_id: int):
+        split = split_for_viewer(split_id, request.user)
+        return Response(serializers.SplitSerializer(split, context={"request": request}).data)
+
+
+# Leaderboard -------------------------------------------------------------------------------
+
+
+def leaderboard_csv_rows(rows) -> list[dict]:
+    """Flat CSV rows: entry fields, then each metric with its interval bounds."""
+    keys = [column.key for column in columns_for_keys((key for row in rows for key in row.metrics), all_keys=True)]
+    table = []
+    for row in rows:
+        record = {
+            "rank": row.rank, "method_name": row.method_name, "owner": row.owner_name,
+            "is_baseline": row.is_baseline, "weights_verified": row.weights_verified,
+            "submission": row.submission.pk, "evaluation": row.evaluation.pk,
+            "created_at": row.created_at.isoformat(),
+        }
+        for key in keys:
+            interval = row.intervals.get(key) or (None, None)
+            record[key] = row.metrics.get(key)
+            record[f"{key}_lo"] = interval[0]
+            record[f"{key}_hi"] = interval[1]
+        table.append(record)
+    return table
+
+
+class LeaderboardView(ApiView):
+    renderer_classes = [JSONRenderer, CSVRenderer]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "ordering", str,
+                description="A metric key such as `-hpa` or `fid_foreground`; `-` sorts descending. "
+                            "The default sorts by the benchmark's primary metric, best first.",
+            ),
+            OpenApiParameter("format", str, enum=["json", "csv"], description="Response format."),
+        ],
+        responses={200: serializers.LeaderboardEntrySerializer(many=True), 400: ERROR_RESPONSE, 404: ERROR_RESPONSE},
+    )
+    def get(self, request, split_id: int):
+        split = split_for_viewer(split_id, request.user)
+        ordering = request.query_params.get("ordering", "").strip() or None
+        if ordering is not None and column_for(ordering.lstrip("-")) is None:
+            raise exceptions.ValidationError({"ordering": [
+                f"Unknown metric {ordering.lstrip('-')!r} to order by; use a key of an entry's metrics, "
+                "such as hpa, fid_foreground or pass_rate@1, with - for descending."
+            ]})
+        rows = selectors.leaderboard_rows(split=split, ordering=selector_ordering(ordering) if ordering else None)
+
+        if request.accepted_renderer.format == "csv":
+            filename = f"{split.benchmark.slug}-{split.name}-leaderboard.csv"
+            return Response(leaderboard_csv_rows(rows),
+                            headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+        return Response(serializers.LeaderboardEntrySerializer(rows, many=True).data)
+
+
+# Submissions -------------------------------------------------------------------------------
+
+
+class SubmissionListView(ApiView):
+    """GET lists the caller's own submissions; POST uploads a new one (multipart)."""
+
+    permission_classes = [IsAuthenticated]
+
+    def get_throttles(self):
+        throttles = super().get_throttles()
+        if self.request.method == "POST":
+            throttles.append(SubmissionCreateThrottle())
+        return throttles
+
+    @extend_schema(responses=serializers.SubmissionSerializer(many=True))
+    def get(self, request):
+        submissions = selectors.submission_list_for_user(user=request.user)
+        paginator = Pagination()
+        page = paginator.paginate_queryset(submissions, request, view=self)
+        data = serializers.SubmissionSerializer(page, many=True, context={"request": request}).data
+        return paginator.get_paginated_response(data)
+
+    @extend_schema(
+        request={"multipart/form-data": serializers.SubmissionCreateSerializer},
+        responses={201: serializers.SubmissionSerializer, 400: ERROR_RESPONSE, 401: ERROR_RESPONSE,
+                   409: ERROR_RESPONSE, 413: ERROR_RESPONSE, 429: ERROR_RESPONSE},
+    )
+    def post(self, request):
+        incoming = serializers.SubmissionCreateSerializer(data=request.data, context={"request": request})
+        incoming.is_valid(raise_exception=True)
+        data = incoming.validated_data
+        submission = services.submission_create(
+            user=request.user,
+            split=data["split"],
+            uploaded_file=data["file"],
+            method_name=data["method_name"],
+            description=data["description"],
+            paper_url=data["paper_url"],
+            code_url=data["code_url"],
+            is_public=data["is_public"],
+        )
+        body = serializers.SubmissionSerializer(submission, context={"request": request}).data
+        location = request.build_absolute_uri(reverse("api:submission-detail", args=[submission.pk]))
+        return Response(body, status=status.HTTP_201_CREATED, headers={"Location": location})
+
+
+class SubmissionDetailView(ApiView):
+    @extend_schema(responses={200: serializers.SubmissionSerializer, 404: ERROR_RESPONSE})
+    def get(self, request, submission_id: int):
+        submission = selectors.submission_get_for_viewer(submission_id=submission_id, user=request.user)
+        return Response(serializers.SubmissionSerializer(submission, context={"request": request}).data)
+
+
+class SubmissionCancelView(ApiView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(request=None, responses={200: serializers.SubmissionSerializer, 403: ERROR_RESPONSE,
+                                            404: ERROR_RESPONSE, 409: ERROR_RESPONSE})
+    def post(self, request, submission_id: int):
+        submission = selectors.submission_get_for_viewer(submission_id=submission_id, user=request.user)
+        services.submission_cancel(submission=submission, user=request.user)
+        return Response(serializers.SubmissionSerializer(submission, context={"request": request}).data)
+
+
+# Per-sample results ------------------------------------------------------------------------
+
+
+class EvaluationSamplesView(ApiView):
+    """Per-sample metrics of a finished evaluation on a public split."""
+
+    renderer_classes = [JSONRenderer, CSVRenderer, ParquetRenderer]
+    default_page_size = 100
+    max_page_size = 1000
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("page", int, description="Page number, from 1 (JSON only)."),
+            OpenApiParameter("page_size", int, description="Rows per page, at most 1000 (JSON only)."),
+            OpenApiParameter("format", str, enum=["json", "csv", "parquet"],
+                             description="CSV and Parquet return the whole table in one file."),
+        ],
+        responses={(200, "application/json"): OpenApiTypes.OBJECT, (200, "text/csv"): OpenApiTypes.STR,
+                   (200, "application/vnd.apache.parquet"): OpenApiTypes.BINARY, 404: ERROR_RESPONSE},
+    )
+    def get(self, request, evaluation_id: int):
+        samples = selectors.evaluation_samples_for_viewer(evaluation_id=evaluation_id, user=request.user)
+        fmt = request.accepted_renderer.format
+        if fmt in ("csv", "parquet"):
+            filename = f"evaluation-{evaluation_id}-samples.{fmt}"
+            return Response(samples, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+        return Response(self._page(request, samples, evaluation_id))
+
+    def _page(self, request, samples, evaluation_id: int) -> dict:
+        page = self._positive_int(request, "page", 1)
+        page_size = min(self._positive_int(request, "page_size", self.default_page_size), self.max_page_size)
+        count = len(samples)
+        start = (page - 1) * page_size
+        if start >= count and page != 1:
+            raise exceptions.NotFound(f"Page {page} is past the last page ({max(1, -(-count // page_size))}).")
+        rows = json.loads(samples.iloc[start:start + page_size].to_json(orient="records"))
+        base = request.build_absolute_uri(reverse("api:evaluation-samples", args=[evaluation_id]))
+        link = f"{base}?page=%d&page_size={page_size}"
+        return {
+            "count": count,
+            "next": link % (page + 1) if start + page_size < count else None,
+            "previous": link % (page - 1) if page > 1 else None,
+            "results": rows,
+        }
+
+    @staticmethod
+    def _positive_int(request, name: str, default: int) -> int:
+        raw = request.query_params.get(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise exceptions.ValidationError({name: [f"{name}={raw!r} is not a positive whole number."]})
+        return value
+
+
+class ApiNotFoundView(ApiView):
+    """Any other path under the API: the error envelope instead of an HTML 404 page."""
+
+    schema = None
+
+    def get(self, request, *args, **kwargs):
+        raise exceptions.NotFound(f"No API endpoint at {request.path}; see /api/v1/docs/ for the endpoints.")
+
+    post = put = patch = delete = get

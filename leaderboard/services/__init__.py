@@ -1,0 +1,62 @@
+"""Services: every write of the leaderboard goes through a function here.
+
+Functions take keyword-only arguments and raise `ServiceError` subclasses when
+they reject a request.
+"""
+
+from leaderboard.services.benchmarks import benchmark_create, split_import
+from leaderboard.services.errors import (
+    InvalidState,
+    NotFound,
+    NotPermitted,
+    QuotaExceeded,
+    ServiceError,
+    SplitClosed,
+    UploadTooLarge,
+)
+from leaderboard.services.evaluations import (
+    chunk_result_store,
+    evaluation_begin_aggregation,
+    evaluation_begin_chunk,
+    evaluation_begin_validation,
+    evaluation_fail,
+    evaluation_finish,
+    evaluation_queue,
+    evaluation_reject,
+    evaluation_requeue,
+    stale_evaluation_ids,
+)
+from leaderboard.services.submissions import (
+    evaluation_rescore,
+    submission_cancel,
+    submission_create,
+    submission_set_baseline,
+    submission_set_flag,
+)
+
+__all__ = [
+    "InvalidState",
+    "NotFound",
+    "NotPermitted",
+    "QuotaExceeded",
+    "ServiceError",
+    "SplitClosed",
+    "UploadTooLarge",
+    "benchmark_create",
+    "chunk_result_store",
+    "evaluation_begin_aggregation",
+    "evaluation_begin_chunk",
+    "evaluation_begin_validation",
+    "evaluation_fail",
+    "evaluation_finish",
+    "evaluation_queue",
+    "evaluation_reject",
+    "evaluation_requeue",
+    "evaluation_rescore",
+    "split_import",
+    "stale_evaluation_ids",
+    "submission_cancel",
+    "submission_create",
+    "submission_set_baseline",
+    "submission_set_flag",
+]

@@ -1,0 +1,277 @@
+"""Django settings, read from environment variables.
+
+Every variable has a default that runs the embedded mode: SQLite, files and a
+serverless Celery broker under `REFLADE_DATA_DIR`. Production sets `DATABASE_URL`
+(postgres://...), `CELERY_BROKER_URL` and `CELERY_RESULT_BACKEND` (redis://...),
+`SECRET_KEY`, `DEBUG=0` and `ALLOWED_HOSTS`.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise ImproperlyConfigured(f"{name}={value!r} is not a boolean; use 1 or 0")
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r} is not an integer; give a whole number") from None
+
+
+def database_from_url(url: str) -> dict:
+    """Turn `sqlite:///path` or `postgres://user:password@host:port/name` into a DATABASES entry."""
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        # Three slashes give a relative path (sqlite:///data/db.sqlite3), four an absolute one.
+        return sqlite_database(Path(unquote(parts.path[1:])))
+    if parts.scheme in ("postgres", "postgresql"):
+        name = unquote(parts.path.lstrip("/"))
+        if not name:
+            raise ImproperlyConfigured(f"DATABASE_URL {url!r} names no database; append /NAME")
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": name,
+            "USER": unquote(parts.username or ""),
+            "PASSWORD": unquote(parts.password or ""),
+            "HOST": parts.hostname or "",
+            "PORT": str(parts.port or ""),
+            "CONN_MAX_AGE": env_int("REFLADE_DB_CONN_MAX_AGE", 60),
+            "TEST": {"NAME": f"test_{name}"},
+        }
+    raise ImproperlyConfigured(
+        f"DATABASE_URL scheme {parts.scheme!r} is not supported; use sqlite:///PATH or "
+        "postgres://USER:PASSWORD@HOST:PORT/NAME"
+    )
+
+
+def sqlite_database(path: Path) -> dict:
+    # IMMEDIATE transactions take the write lock at BEGIN, so concurrent writers
+    # queue on the lock (for up to `timeout` seconds) instead of failing on upgrade.
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(path),
+        "OPTIONS": {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 30,
+            # WAL lets readers (pages, the worker) proceed while a writer holds the lock.
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        },
+        # A file, not memory, so that a worker process can share the test database.
+        "TEST": {"NAME": str(path.with_name(f"test_{path.name}"))},
+    }
+
+
+DATA_DIR = Path(os.environ.get("REFLADE_DATA_DIR", BASE_DIR / "data")).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+SECRET_KEY = os.environ.get("SECRET_KEY", "reflade-embedded-mode-key-not-for-production")
+DEBUG = env_bool("DEBUG", True)
+ALLOWED_HOSTS = [host for host in os.environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost").split(",") if host]
+CSRF_TRUSTED_ORIGINS = [
+    origin for origin in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if origin
+]
+if not DEBUG and SECRET_KEY.startswith("reflade-embedded"):
+    raise ImproperlyConfigured("DEBUG is off but SECRET_KEY is the embedded default; set SECRET_KEY")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "leaderboard.apps.LeaderboardConfig",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "leaderboard.urls"
+WSGI_APPLICATION = "leaderboard.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": database_from_url(os.environ.get("DATABASE_URL", f"sqlite:///{DATA_DIR / 'db.sqlite3'}"))
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = DATA_DIR / "static"
+MEDIA_URL = "/media/"
+MEDIA_ROOT = DATA_DIR / "public"
+PRIVATE_ROOT = DATA_DIR / "private"
+
+
+def storages_from_env() -> dict:
+    """Local folders by default; `REFLADE_S3_BUCKET` moves both file storages to S3."""
+    bucket = os.environ.get("REFLADE_S3_BUCKET")
+    if bucket:
+        s3_options = {
+            "bucket_name": bucket,
+            "endpoint_url": os.environ.get("REFLADE_S3_ENDPOINT_URL") or None,
+            "region_name": os.environ.get("REFLADE_S3_REGION") or None,
+            "file_overwrite": False,
+        }
+        public = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {**s3_options, "location": "public"}}
+        private = {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {**s3_options, "location": "private", "default_acl": "private", "querystring_auth": True},
+        }
+    else:
+        public = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+        private = {
+            "BACKEND": "leaderboard.storage.PrivateFileSystemStorage",
+            "OPTIONS": {"location": str(PRIVATE_ROOT)},
+        }
+    return {
+        "default": public,
+        "private": private,
+        "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"}
+        if not DEBUG
+        else {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
+STORAGES = storages_from_env()
+
+# Uploads above 2.5 MiB stream to a temporary file instead of memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+
+# --- RefLade ---
+REFLADE_WEIGHTS = os.environ.get("REFLADE_WEIGHTS", str(DATA_DIR / "weights"))
+REFLADE_CACHE = os.environ.get("REFLADE_CACHE", str(DATA_DIR / "cache"))
+REFLADE_UPLOAD_MAX_BYTES = env_int("REFLADE_UPLOAD_MAX_BYTES", 2 * 1024**3)
+REFLADE_QUOTA_LIMIT = env_int("REFLADE_QUOTA_LIMIT", 5)
+REFLADE_QUOTA_WINDOW_HOURS = env_int("REFLADE_QUOTA_WINDOW_HOURS", 24)
+# Seconds without a heartbeat after which the reaper re-queues an evaluation.
+REFLADE_HEARTBEAT_TIMEOUT = env_int("REFLADE_HEARTBEAT_TIMEOUT", 900)
+# Seconds an evaluation may wait in the queue before the reaper re-sends it.
+REFLADE_QUEUED_TIMEOUT = env_int("REFLADE_QUEUED_TIMEOUT", 6 * 3600)
+# Scoring dispatches before the reaper fails an evaluation as an infrastructure failure.
+REFLADE_MAX_ATTEMPTS = env_int("REFLADE_MAX_ATTEMPTS", 3)
+REFLADE_CHUNK_SOFT_TIME_LIMIT = env_int("REFLADE_CHUNK_SOFT_TIME_LIMIT", 1800)
+REFLADE_CHUNK_TIME_LIMIT = env_int("REFLADE_CHUNK_TIME_LIMIT", 2100)
+REFLADE_DEVICE = os.environ.get("REFLADE_DEVICE") or None
+# Image loader processes per scoring task; unset uses the evaluator's default.
+REFLADE_LOADER_WORKERS = env_int("REFLADE_LOADER_WORKERS", -1)
+REFLADE_LOADER_WORKERS = None if REFLADE_LOADER_WORKERS < 0 else REFLADE_LOADER_WORKERS
+
+# --- Celery ---
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", f"sqla+sqlite:///{DATA_DIR / 'broker.sqlite3'}")
+CELERY_RESULT_BACKEND = os.environ.get(
+    "CELERY_RESULT_BACKEND", f"db+sqlite:///{DATA_DIR / 'results.sqlite3'}"
+)
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {
+    "leaderboard.tasks.score_chunk_task": {"queue": "gpu"},
+    "leaderboard.tasks.*": {"queue": "default"},
+    "celery.*": {"queue": "default"},
+}
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_RESULT_EXPIRES = timedelta(days=1)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE = {
+    "reap-stale-evaluations": {
+        "task": "leaderboard.tasks.reap_stale_evaluations",
+        "schedule": 60.0,
+    },
+}
+# Redis redelivers an unacknowledged task after this many seconds; it must exceed
+# the longest task, or a running chunk is handed to a second worker. The SQLAlchemy
+# transport passes its options to create_engine, so it gets none.
+CELERY_BROKER_TRANSPORT_OPTIONS = (
+    {"visibility_timeout": REFLADE_CHUNK_TIME_LIMIT + 600} if CELERY_BROKER_URL.startswith("redis") else {}
+)
+
+# --- REST framework ---
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "RefLade leaderboard API",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("REFLADE_LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

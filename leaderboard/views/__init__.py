@@ -1,0 +1,1 @@
+"""Views of the website; the REST API lives in `leaderboard.api`."""

@@ -1,0 +1,5 @@
+import sys
+
+from reference_model.cli import main
+
+sys.exit(main())

@@ -1,0 +1,133 @@
+"""Command line entry point: `python -m reference_model COMMAND ...`.
+
+Commands: `train` (train a preset on a split), `predict` (write a submission zip
+from a checkpoint), `evaluate` (predict, then score with the evaluator) and
+`baseline` (write a submission zip of a simple baseline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+def _add_train(commands) -> None:
+    parser = commands.add_parser("train", help="train RefLayer on a split with ground truth")
+    parser.add_argument("--preset", default="tiny", help="configuration preset: tiny or sd3-medium (default tiny)")
+    parser.add_argument("--data", required=True, help="split folder or .tar with gt/ to train on")
+    parser.add_argument("--out", required=True, help="run folder for checkpoints, metrics and the final export")
+    parser.add_argument("--steps", type=int, default=None, help="denoiser-stage steps (default: the preset's)")
+    parser.add_argument("--vae-steps", type=int, default=None, help="VAE-stage steps for a VAE trained from scratch (default: the preset's)")
+    parser.add_argument("--pretrained", default=None, help="diffusers-format SD3 folder (sd3-medium)")
+    parser.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
+    parser.set_defaults(handler=_run_train)
+
+
+def _add_predict_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="checkpoint folder (config.json + model.safetensors)")
+    parser.add_argument("--split", required=True, help="split folder or .tar (public inputs suffice)")
+    parser.add_argument("--candidates", type=int, default=1, help="candidates per sample, one seed each (default 1)")
+    parser.add_argument("--out", required=True, help="path of the submission zip to write")
+    parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the checkpoint's config)")
+    parser.add_argument("--guidance-scale", type=float, default=None, help="classifier-free guidance scale (default: the checkpoint's config)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of candidate 0; candidate k uses seed + k (default 0)")
+    parser.add_argument("--max-candidates", type=int, default=8, help="largest n the validator accepts (default 8)")
+
+
+def _add_predict(commands) -> None:
+    parser = commands.add_parser("predict", help="write a submission zip with RefLayer's predictions")
+    _add_predict_arguments(parser)
+    parser.set_defaults(handler=_run_predict)
+
+
+def _add_evaluate(commands) -> None:
+    parser = commands.add_parser("evaluate", help="predict on a split with ground truth, then score it")
+    _add_predict_arguments(parser)
+    parser.add_argument("--score-dir", default=None, help="folder for the scoring outputs (default: next to --out)")
+    parser.add_argument("--weights-dir", default=None, help="folder of the evaluator's pretrained networks")
+    parser.set_defaults(handler=_run_evaluate)
+
+
+def _add_baseline(commands) -> None:
+    parser = commands.add_parser("baseline", help="write a submission zip of a simple baseline")
+    parser.add_argument("--kind", required=True, choices=("cutout", "visible-oracle"), help="which baseline")
+    parser.add_argument("--split", required=True, help="split folder or .tar (visible-oracle needs gt/)")
+    parser.add_argument("--out", required=True, help="path of the submission zip to write")
+    parser.set_defaults(handler=_run_baseline)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m reference_model", description="Train and run RefLayer and simple baselines.")
+    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_train, _add_predict, _add_evaluate, _add_baseline):
+        add(commands)
+    return parser
+
+
+def _run_train(args) -> int:
+    from reference_model.config import preset
+    from reference_model.train import train
+
+    config = preset(args.preset, args.pretrained)
+    if args.steps is not None:
+        config.train.steps = args.steps
+    if args.vae_steps is not None:
+        config.train.vae_steps = args.vae_steps
+    final = train(config, args.data, args.out, resume=args.resume)
+    print(f"wrote {final}")
+    return 0
+
+
+def _predict_from_args(args) -> Path:
+    from reference_model.predict import predict
+
+    return predict(
+        checkpoint=args.checkpoint, split=args.split, out=args.out, candidates=args.candidates,
+        steps=args.steps, guidance_scale=args.guidance_scale, seed=args.seed, max_candidates=args.max_candidates,
+    )
+
+
+def _run_predict(args) -> int:
+    print(f"wrote {_predict_from_args(args)}")
+    return 0
+
+
+def _run_evaluate(args) -> int:
+    try:
+        from evaluator.pipeline import score_submission
+    except ModuleNotFoundError as error:
+        if not (error.name or "").startswith("evaluator"):
+            raise
+        logger.error("scoring is not installed: evaluator.pipeline is missing (%s); the predictions were not scored", error)
+        return 2
+    zip_path = _predict_from_args(args)
+    score_dir = Path(args.score_dir) if args.score_dir else zip_path.with_suffix("")
+    result = score_submission(args.split, zip_path, score_dir, weights_dir=args.weights_dir)
+    print(f"wrote {zip_path}; scores in {score_dir}")
+    _print_scores(result)
+    return 0
+
+
+def _print_scores(result: dict) -> None:
+    import json
+
+    print(json.dumps(result, indent=2, default=str)[:4000])
+
+
+def _run_baseline(args) -> int:
+    from reference_model.baselines import write_baseline
+
+    print(f"wrote {write_baseline(args.kind, args.split, args.out)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return args.handler(args)
