@@ -20,8 +20,9 @@ from collections.abc import Iterator
 import numpy as np
 
 CONFIDENCE_LEVEL = 0.95
-# Largest counts block (resamples x samples) held in memory at once: 32 MB of float64.
-_MAX_BLOCK_ELEMENTS = 4_000_000
+# Largest counts block (resamples x samples) made at once: 8 MB of float64. Blocks of
+# 1M elements ran about twice as fast as 4M (2-core AMD EPYC, NumPy bincount).
+_MAX_BLOCK_ELEMENTS = 1_000_000
 
 
 def make_rng(seed: int, key: str) -> np.random.Generator:

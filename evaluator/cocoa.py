@@ -8,19 +8,22 @@ A region is one object or stuff area with
   `order`           its depth rank, 1 = front-most,
   `visible_mask`    optional COCO RLE of its visible part,
   `invisible_mask`  optional COCO RLE of its hidden part,
-  plus `area`, `occlude_rate` and `isStuff`, which the import reads only for tags.
+  `isStuff`         optional, read for the tags "stuff" or "thing",
+  plus `area` and `occlude_rate`, which the import recomputes from the masks.
 
 Each region becomes one foreground sample with `gt_kind: amodal_mask`:
   - gt/layers: RGBA, RGB 0 and alpha 255 on the amodal mask (the polygon joined
     with the visible mask, so the visible part always lies inside it);
   - gt/visible: `visible_mask`; without it, the amodal mask minus `invisible_mask`;
     without both, the amodal mask minus the amodal masks of the regions in front
-    (smaller `order`);
+    (smaller `order`). NOTE: the released COCOA files omit `visible_mask` for regions
+    that no other region hides, so there the fallback only trims pixels where the
+    polygons of regions in front overlap the outline;
   - occlusion_rate = |amodal - visible| / |amodal|;
   - prompt: the k-th imported region (in file order) gets PROMPT_CYCLE[k % 3], a box
     around the visible mask, the visible mask, or the point deepest inside it.
-Regions with an empty visible part are skipped with a warning. Images are copied
-into `images/<image id>.jpg|.png` unchanged.
+Regions with an empty visible part are skipped with a warning. JPEG and PNG images
+are copied unchanged into `images/<image id>.jpg|.png`; other formats are stored as PNG.
 """
 
 from __future__ import annotations
@@ -67,10 +70,13 @@ class ImportSummary:
 
 @dataclass
 class RegionMasks:
+    """One region's decoded masks, bool (H, W), and what the sample needs of it."""
+
     region_index: int
     category: str
-    amodal: np.ndarray  # bool (H, W)
-    visible: np.ndarray  # bool (H, W)
+    order: object  # as annotated, checked only when the depth-order fallback needs it
+    amodal: np.ndarray
+    visible: np.ndarray | None  # None until the depth-order fallback fills it in
     tags: tuple[str, ...]
 
 
@@ -163,55 +169,58 @@ def _region_masks(
     return amodal, visible
 
 
-def _order(region: dict, where: str) -> int:
-    order = region.get("order")
-    if not isinstance(order, int) or isinstance(order, bool):
+def _order(region: RegionMasks, where: str) -> int:
+    if not isinstance(region.order, int) or isinstance(region.order, bool):
         raise CocoaError(
-            f"{where} has the order {_short(order)}; expected an integer depth rank, 1 = front-most"
+            f"{where} region {region.region_index} has the order {_short(region.order)}; "
+            "expected an integer depth rank, 1 = front-most"
         )
-    return order
+    return region.order
+
+
+def _parse_region(region: object, where: str, index: int, image: ImageEntry) -> RegionMasks:
+    amodal, visible = _region_masks(region, where, image.height, image.width)
+    name = region.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise CocoaError(f"{where} has the name {_short(name)}; expected the category as a string")
+    tags = ["cocoa"]
+    if isinstance(region.get("isStuff"), bool):
+        tags.append("stuff" if region["isStuff"] else "thing")
+    return RegionMasks(index, name.strip(), region.get("order"), amodal, visible, tuple(tags))
 
 
 def annotation_regions(
     annotation: object, where: str, image: ImageEntry
 ) -> tuple[list[RegionMasks], int]:
-    """Decode the masks of every region of one annotation; returns them and the count of skipped regions."""
+    """Decode the regions of one annotation; returns those with a visible part and the count skipped."""
     if not isinstance(annotation, dict) or not isinstance(annotation.get("regions"), list):
         raise CocoaError(f"{where} has no list 'regions' (found {_short(annotation)})")
-    parsed = []
-    for index, region in enumerate(annotation["regions"]):
-        region_where = f"{where} region {index}"
-        amodal, visible = _region_masks(region, region_where, image.height, image.width)
-        name = region.get("name")
-        if not isinstance(name, str) or not name.strip():
-            raise CocoaError(
-                f"{region_where} has the name {_short(name)}; expected the category as a string"
-            )
-        parsed.append((index, region, name.strip(), amodal, visible))
+    regions = [
+        _parse_region(region, f"{where} region {index}", index, image)
+        for index, region in enumerate(annotation["regions"])
+    ]
 
-    results: list[RegionMasks] = []
-    skipped = 0
-    for index, region, name, amodal, visible in parsed:
-        region_where = f"{where} region {index}"
-        if visible is None:
-            # Without visible or invisible mask: hidden where a region in front covers it.
-            order = _order(region, region_where)
-            in_front = [
-                other[3]
-                for other in parsed
-                if other[0] != index and _order(other[1], f"{where} region {other[0]}") < order
-            ]
-            covered = np.logical_or.reduce(in_front) if in_front else np.zeros_like(amodal)
-            visible = amodal & ~covered
-        if not visible.any():
-            logger.warning("skipping %s (%s): its visible part is empty", region_where, name)
-            skipped += 1
+    with_visible_part: list[RegionMasks] = []
+    for region in regions:
+        if region.visible is None:
+            # Without a visible or invisible mask, a region is hidden where a region in
+            # front of it (smaller order) covers it.
+            order = _order(region, where)
+            covered = np.zeros_like(region.amodal)
+            for other in regions:
+                if other is not region and _order(other, where) < order:
+                    covered |= other.amodal
+            region.visible = region.amodal & ~covered
+        if not region.visible.any():
+            logger.warning(
+                "skipping %s region %d (%s): its visible part is empty",
+                where,
+                region.region_index,
+                region.category,
+            )
             continue
-        tags = ["cocoa"]
-        if isinstance(region.get("isStuff"), bool):
-            tags.append("stuff" if region["isStuff"] else "thing")
-        results.append(RegionMasks(index, name, amodal, visible, tuple(tags)))
-    return results, skipped
+        with_visible_part.append(region)
+    return with_visible_part, len(regions) - len(with_visible_part)
 
 
 def deepest_point(visible: np.ndarray) -> tuple[float, float]:

@@ -18,6 +18,7 @@ import re
 import time
 import zlib
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -51,21 +52,36 @@ def generate_scenes(
         index += 1
 
 
-def _scene_layers(scene: Scene) -> list[dict]:
-    """List the layers of a scene as sample descriptions: background first, then objects back to front."""
+@dataclass(frozen=True)
+class LayerSample:
+    """One layer of a scene with what its sample needs; `box` None means the visible box."""
+
+    suffix: str
+    layer_kind: str
+    layer: np.ndarray  # uint8 (H, W, 4)
+    visible: np.ndarray  # bool (H, W)
+    support: np.ndarray  # bool (H, W)
+    text: str
+    box: tuple[float, float, float, float] | None
+    category: str
+    tags: tuple[str, ...]
+
+
+def scene_layers(scene: Scene) -> list[LayerSample]:
+    """List the layers of a scene: the background first, then the objects back to front."""
     size = scene.image.shape[0]
     layers = [
-        {
-            "suffix": "bg",
-            "layer_kind": "background",
-            "layer": scene.background_layer,
-            "visible": scene.background_visible,
-            "support": np.ones_like(scene.background_visible),
-            "text": background_text(scene),
-            "box": (0.0, 0.0, float(size), float(size)),
-            "category": "background",
-            "tags": ("synthetic", f"background:{scene.background_name}"),
-        }
+        LayerSample(
+            suffix="bg",
+            layer_kind="background",
+            layer=scene.background_layer,
+            visible=scene.background_visible,
+            support=np.ones_like(scene.background_visible),
+            text=background_text(scene),
+            box=(0.0, 0.0, float(size), float(size)),
+            category="background",
+            tags=("synthetic", f"background:{scene.background_name}"),
+        )
     ]
     for index, (obj, text) in enumerate(zip(scene.objects, describe_scene(scene), strict=True)):
         spec = obj.spec
@@ -74,17 +90,17 @@ def _scene_layers(scene: Scene) -> list[dict]:
             tags += [f"colour:{spec.colour}", f"texture:{spec.texture}"]
         tags.append("semi-transparent" if spec.opacity < 1.0 else "opaque")
         layers.append(
-            {
-                "suffix": f"o{index}",
-                "layer_kind": "foreground",
-                "layer": obj.layer,
-                "visible": obj.visible,
-                "support": obj.support,
-                "text": text,
-                "box": None,
-                "category": spec.category,
-                "tags": tuple(tags),
-            }
+            LayerSample(
+                suffix=f"o{index}",
+                layer_kind="foreground",
+                layer=obj.layer,
+                visible=obj.visible,
+                support=obj.support,
+                text=text,
+                box=None,
+                category=spec.category,
+                tags=tuple(tags),
+            )
         )
     return layers
 
@@ -111,8 +127,8 @@ def make_synthetic_split(
     """Write the split `out_dir/name` with `samples` samples of `size` x `size` pixels.
 
     Returns the split folder. Raises ValueError for a non-positive sample count, a
-    size below MIN_SIZE or a split name unfit for sample ids, and FileExistsError when the folder is not empty and
-    `overwrite` is False.
+    size below MIN_SIZE or a split name unfit for sample ids, and FileExistsError
+    when the folder is not empty and `overwrite` is False.
     """
     _check_arguments(samples, size, name)
     root = Path(out_dir) / name
@@ -126,31 +142,31 @@ def make_synthetic_split(
             image_id = f"{name}_{scene_index:05d}"
             writer.add_image(image_id, scene.image)
             images += 1
-            for layer in _scene_layers(scene):
+            for layer in scene_layers(scene):
                 if written == samples:
                     break
-                sample_id = f"{image_id}_{layer['suffix']}"
+                sample_id = f"{image_id}_{layer.suffix}"
                 prompt, mask_prompt = make_prompt(
                     PROMPT_TYPES[written % len(PROMPT_TYPES)],
-                    layer["visible"],
-                    layer["text"],
+                    layer.visible,
+                    layer.text,
                     rng,
                     mask_path=f"prompts/{sample_id}.png",
-                    box=layer["box"],
+                    box=layer.box,
                 )
                 sample = Sample(
                     sample_id=sample_id,
                     image_id=image_id,
                     width=size,
                     height=size,
-                    layer_kind=layer["layer_kind"],
+                    layer_kind=layer.layer_kind,
                     prompt=prompt,
                     gt_kind="rgba",
-                    category=layer["category"],
-                    occlusion_rate=round(occlusion_rate(layer["support"], layer["visible"]), 6),
-                    tags=layer["tags"],
+                    category=layer.category,
+                    occlusion_rate=round(occlusion_rate(layer.support, layer.visible), 6),
+                    tags=layer.tags,
                 )
-                writer.add_sample(sample, layer["layer"], layer["visible"], mask_prompt)
+                writer.add_sample(sample, layer.layer, layer.visible, mask_prompt)
                 written += 1
             if written == samples:
                 break

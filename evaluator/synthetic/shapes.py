@@ -57,7 +57,7 @@ def _star(points: int, inner: float) -> np.ndarray:
 
 
 def _blob(rng: np.random.Generator) -> np.ndarray:
-    """A smooth random outline: radius(angle) as a low-frequency Fourier series, max 1."""
+    """Draw a smooth random outline: radius(angle) as a low-frequency Fourier series, max 1."""
     angles = np.linspace(0.0, 2.0 * np.pi, CIRCLE_VERTICES, endpoint=False)
     radius = np.ones_like(angles)
     for frequency in range(2, 6):

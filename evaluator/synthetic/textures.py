@@ -57,7 +57,7 @@ BACKGROUNDS: dict[str, str] = {
 
 @cache
 def load_photo(name: str) -> np.ndarray:
-    """A photograph from skimage.data as uint8 (H, W, 3); grayscale photos are repeated."""
+    """Load a photograph from skimage.data as uint8 (H, W, 3), repeating grayscale ones over RGB."""
     photo = np.asarray(getattr(skimage.data, name)())
     if photo.ndim == 2:
         photo = np.repeat(photo[:, :, None], 3, axis=2)
@@ -68,7 +68,7 @@ def load_photo(name: str) -> np.ndarray:
 
 @cache
 def load_logo() -> np.ndarray:
-    """The scikit-image logo cut out of its white surround, uint8 (H, W, 4) straight alpha.
+    """Cut the scikit-image logo out of its white surround, uint8 (H, W, 4) straight alpha.
 
     `skimage.data.logo()` is opaque everywhere (scikit-image 0.26), so the alpha is
     rebuilt: near-white pixels connected to the border are the surround, and a
@@ -89,7 +89,7 @@ def load_logo() -> np.ndarray:
 
 
 def background_crop(name: str, size: int, rng: np.random.Generator) -> np.ndarray:
-    """A random square crop of a photograph, resized to uint8 (size, size, 3), maybe mirrored."""
+    """Crop a random square of a photograph, resized to uint8 (size, size, 3) and maybe mirrored."""
     photo = load_photo(name)
     height, width = photo.shape[:2]
     side = int(rng.uniform(0.5, 1.0) * min(height, width))
@@ -103,7 +103,7 @@ def background_crop(name: str, size: int, rng: np.random.Generator) -> np.ndarra
 
 
 def shade(colour: tuple[int, int, int]) -> np.ndarray:
-    """The second colour of a pattern: darker for light colours, lighter for dark ones."""
+    """Pick the second colour of a pattern: darker for light colours, lighter for dark ones."""
     rgb = np.asarray(colour, dtype=np.float64)
     if rgb.mean() < 60:
         return rgb + 0.5 * (255.0 - rgb)
@@ -165,7 +165,7 @@ def _fit(patch: np.ndarray, size: int) -> np.ndarray:
 
 
 def logo_layer(size: int, centre: tuple[float, float], radius: float) -> np.ndarray:
-    """The logo scaled to fit the disc of `radius` around `centre`, float64 (size, size, 4) in [0, 1]."""
+    """Scale the logo into the disc of `radius` around `centre`, float64 (size, size, 4) in [0, 1]."""
     logo = load_logo()
     height, width = logo.shape[:2]
     scale = 2.0 * radius / np.hypot(height, width)

@@ -221,3 +221,27 @@ def test_written_calibration_round_trips(tmp_path):
     path = tmp_path / "calibration.json"
     write_calibration(fit, path)
     assert load_calibration(path) == fit.calibration
+
+
+def test_calibrate_command_with_preferences(tmp_path, capsys):
+    tables = entry_tables(100)
+    arguments = []
+    for name, table in tables.items():
+        path = tmp_path / f"{name}.parquet"
+        table.drop(columns="entry").to_parquet(path)
+        arguments += ["--samples", f"{name}={path}"]
+    preferences_path = tmp_path / "preferences.jsonl"
+    preferences = synthetic_preferences(tables, 400, seed=50, per_sample=True)
+    preferences.to_json(preferences_path, orient="records", lines=True)
+    out = tmp_path / "calibration.json"
+
+    status = main(["calibrate", *arguments, "--judgments", str(preferences_path), "--out", str(out)])
+    printed = capsys.readouterr().out.splitlines()
+    assert status == 0
+    assert printed[0].startswith("calibration reflade-human-")
+    assert printed[0].endswith(" from 400 preferences (0 left out: undefined metrics)")
+    assert [line.split()[-1] for line in printed[2:7]] == ["e4", "e3", "e2", "e1", "e0"]
+    stored = json.loads(out.read_text())
+    assert stored["human"] is True
+    assert stored["threshold"] == BASE.threshold
+    assert sorted(stored["fit"]["elo"]) == list(ENTRY_SHIFTS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 import logging
@@ -11,7 +12,6 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from evaluator.cli import main
 from evaluator.cocoa import CocoaError, deepest_point, import_cocoa
 from evaluator.cocoa_masks import (
     compress_counts,
@@ -21,10 +21,18 @@ from evaluator.cocoa_masks import (
     mask_to_counts,
     rasterize_polygons,
 )
+from evaluator.commands import import_cocoa as command
 from evaluator.split import Split
 
 ASTRO_SIZE = (64, 48)  # width, height
 COFFEE_SIZE = (80, 60)
+
+
+def run_command(argv: list[str]) -> int:
+    """Run the command module as `python -m evaluator` does, without importing every command."""
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    return command.run(parser.parse_args(argv))
 
 
 def _rect(width: int, height: int, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
@@ -311,31 +319,25 @@ def test_malformed_annotations_are_named(cocoa_files, tmp_path, edit, message):
 def test_cli_imports_and_reports(cocoa_files, tmp_path, capsys):
     annotations, images, _ = cocoa_files
     out = tmp_path / "split"
-    status = main(
-        [
-            "import-cocoa",
-            "--annotations",
-            str(annotations),
-            "--images",
-            str(images),
-            "--out",
-            str(out),
-        ]
-    )
+    status = run_command(f"--annotations {annotations} --images {images} --out {out}".split())
     assert status == 0
     assert capsys.readouterr().out == f"wrote {out}: 5 samples, 2 images, 1 regions skipped\n"
-    status = main(
-        [
-            "import-cocoa",
-            "--annotations",
-            str(tmp_path / "none.json"),
-            "--images",
-            str(images),
-            "--out",
-            str(tmp_path / "other"),
-        ]
-    )
+
+    missing = tmp_path / "none.json"
+    status = run_command(f"--annotations {missing} --images {images} --out {out}2".split())
     assert status == 1
     assert capsys.readouterr().out == (
-        f"error: annotation file {tmp_path / 'none.json'} not found; check --annotations\n"
+        f"error: annotation file {missing} not found; check --annotations\n"
     )
+
+
+def test_other_image_formats_become_png(cocoa_files, tmp_path):
+    annotations, images, data = cocoa_files
+    pixels = np.asarray(Image.open(images / "astro.png").convert("RGB"))
+    Image.fromarray(pixels).save(images / "astro.bmp")
+    edited = copy.deepcopy(data)
+    edited["images"][0]["file_name"] = "astro.bmp"
+    import_cocoa(_write(tmp_path, edited), images, tmp_path / "split")
+    split = Split(tmp_path / "split")
+    assert (tmp_path / "split/images/1.png").is_file()
+    assert np.array_equal(split.read_image(split.sample("1_a0_r0")), pixels)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from evaluator.cli import main
+from evaluator.commands import make_synthetic as command
 from evaluator.split import Split
 from evaluator.synthetic import generate_scenes, make_synthetic_split, make_synthetic_splits
 from evaluator.synthetic.prompts import PROMPT_TYPES
@@ -25,6 +26,13 @@ from evaluator.synthetic.text import (
 SIZE = 64
 SAMPLES = 12
 SEED = 7
+
+
+def run_command(argv: list[str]) -> int:
+    """Run the command module as `python -m evaluator` does, without importing every command."""
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    return command.run(parser.parse_args(argv))
 
 
 @pytest.fixture(scope="module")
@@ -276,58 +284,20 @@ def test_invalid_arguments_are_rejected(tmp_path):
 
 
 def test_cli_writes_splits(tmp_path, capsys):
-    status = main(
-        [
-            "make-synthetic",
-            "--out",
-            str(tmp_path),
-            "--samples",
-            "6",
-            "--size",
-            "48",
-            "--seed",
-            "2",
-            "--splits",
-            "dev",
-        ]
-    )
+    status = run_command(f"--out {tmp_path} --samples 6 --size 48 --seed 2 --splits dev".split())
     assert status == 0
     split = Split(tmp_path / "dev")
     assert len(split) == 6
     images = len({sample.image_id for sample in split})
-    assert (
-        capsys.readouterr().out == f"wrote {tmp_path / 'dev'}: 6 samples, {images} images (dev)\n"
-    )
+    expected = f"wrote {tmp_path / 'dev'}: 6 samples, {images} images (dev)\n"
+    assert capsys.readouterr().out == expected
 
 
 def test_cli_refuses_existing_folder(tmp_path, capsys):
-    main(
-        [
-            "make-synthetic",
-            "--out",
-            str(tmp_path),
-            "--samples",
-            "2",
-            "--size",
-            "48",
-            "--splits",
-            "dev",
-        ]
-    )
+    argv = f"--out {tmp_path} --samples 2 --size 48 --splits dev".split()
+    run_command(argv)
     capsys.readouterr()
-    status = main(
-        [
-            "make-synthetic",
-            "--out",
-            str(tmp_path),
-            "--samples",
-            "2",
-            "--size",
-            "48",
-            "--splits",
-            "dev",
-        ]
-    )
+    status = run_command(argv)
     assert status == 1
     assert capsys.readouterr().out == (
         f"error: {tmp_path / 'dev'} already exists and is not empty; choose another folder "

@@ -63,7 +63,8 @@ def check_upload_is_scored(worker, split, user, path, split_dir, tmp_path) -> No
     assert submission.candidate_count == 1
     assert submission.metadata == {"method": "cut-out"}
 
-    config = load_config(config_name_for_tests())
+    # The same chunking as the worker's, so that FID sums add up in the same order.
+    config = load_config({**load_config(config_name_for_tests()).to_json(), "chunk_size": CHUNK_SIZE})
     expected = score_submission(
         split_dir, path, config=config, weights_dir=worker.weights_dir, progress=False,
         workers=0, cache_dir=tmp_path / "cache",

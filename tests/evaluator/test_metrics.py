@@ -1,0 +1,166 @@
+import math
+import warnings
+
+import lpips
+import numpy as np
+import pytest
+import torch
+import torchvision
+from skimage import data
+from skimage.transform import resize
+
+from evaluator.metrics import METRICS, PER_CANDIDATE_METRICS
+from evaluator.metrics.images import (
+    amodal_ious,
+    amodal_mask,
+    background_bytes,
+    mask_iou,
+    prepare_layer,
+    prepare_mask,
+    restrict,
+)
+from evaluator.metrics.scoring import completion_direction
+from evaluator.weights import ALEXNET
+
+BACKGROUND = background_bytes((0.5, 0.5, 0.5))
+
+
+def photo_layer(image: np.ndarray, size: int = 64) -> np.ndarray:
+    rgb = (resize(image, (size, size), anti_aliasing=True) * 255).round().astype(np.uint8)
+    return np.dstack([rgb, np.full((size, size), 255, dtype=np.uint8)])
+
+
+def reference_lpips(weights_dir) -> lpips.LPIPS:
+    """The lpips package's own model with the trunk swapped for torchvision's AlexNet."""
+    alexnet = torchvision.models.alexnet(weights=None)
+    alexnet.load_state_dict(torch.load(weights_dir / ALEXNET.path, weights_only=True))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # lpips passes torchvision's deprecated `pretrained`
+        model = lpips.LPIPS(pretrained=True, net="alex", version="0.1", pnet_rand=True, verbose=False)
+    for part in (model.net.slice1, model.net.slice2, model.net.slice3, model.net.slice4, model.net.slice5):
+        for name in list(part._modules):
+            part._modules[name] = alexnet.features[int(name)]
+    return model.eval()
+
+
+def test_metric_declarations():
+    assert set(PER_CANDIDATE_METRICS) <= set(METRICS)
+    assert METRICS["lpips_vis"].higher_is_better is False
+    assert METRICS["dir"].higher_is_better is True
+    assert METRICS["fid"].higher_is_better is False
+
+
+def test_lpips_vis_equals_lpips_package(scoring_context, stand_in_weights):
+    truth = prepare_layer(photo_layer(data.astronaut()), 64, BACKGROUND)
+    prediction = prepare_layer(photo_layer(data.coffee()), 64, BACKGROUND)
+    visible = np.zeros((64, 64), dtype=bool)
+    visible[8:40, 10:50] = True
+    first, second = restrict(truth, visible, BACKGROUND), restrict(prediction, visible, BACKGROUND)
+    ours = scoring_context.networks.lpips_distance(first[None], second[None])[0]
+
+    def scaled(image):
+        return torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255 * 2 - 1
+
+    with torch.no_grad():
+        expected = reference_lpips(stand_in_weights)(scaled(first), scaled(second)).item()
+    assert ours == pytest.approx(expected, rel=1e-5)
+    assert ours > 0
+
+
+def test_lpips_blur_increases(scoring_context):
+    layer = photo_layer(data.astronaut())
+    truth = prepare_layer(layer, 64, BACKGROUND)
+    blurred = torchvision.transforms.functional.gaussian_blur(
+        torch.from_numpy(layer).permute(2, 0, 1), kernel_size=9, sigma=3.0
+    ).permute(1, 2, 0).numpy()
+    slight = scoring_context.networks.lpips_distance(truth[None], prepare_layer(layer, 64, BACKGROUND)[None])
+    strong = scoring_context.networks.lpips_distance(truth[None], prepare_layer(blurred, 64, BACKGROUND)[None])
+    assert slight[0] == 0
+    assert strong[0] > 0.01
+
+
+def test_transparent_colour_does_not_leak():
+    layer = np.zeros((40, 40, 4), dtype=np.uint8)
+    layer[..., 0] = 255  # red RGB under alpha 0: undefined colour
+    layer[10:30, 10:30] = (0, 0, 255, 255)
+    composite = prepare_layer(layer, 16, BACKGROUND)
+    assert composite.shape == (16, 16, 3)
+    assert (composite[0, 0] == BACKGROUND).all()
+    assert composite[..., 0].max() <= BACKGROUND[0]  # no red from the hidden colour
+
+
+def test_background_rounds_to_bytes():
+    assert background_bytes((0.5, 0.5, 0.5)).tolist() == [128, 128, 128]
+    assert background_bytes((0.0, 1.0, 0.25)).tolist() == [0, 255, 64]
+
+
+def test_prepare_mask_area_threshold():
+    mask = np.zeros((8, 8), dtype=bool)
+    mask[:, :4] = True  # left half
+    assert prepare_mask(mask, 2).tolist() == [[True, False], [True, False]]
+
+
+def test_amodal_mask_threshold():
+    layer = np.zeros((1, 3, 4), dtype=np.uint8)
+    layer[0, :, 3] = (127, 128, 255)
+    assert amodal_mask(layer).tolist() == [[False, True, True]]
+
+
+def masks(rows: list[str]) -> np.ndarray:
+    return np.array([[char == "#" for char in row] for row in rows])
+
+
+def test_iou_hand_made():
+    prediction = masks(["##..", "##..", "....", "...."])
+    truth = masks(["###.", "###.", "....", "...."])
+    assert mask_iou(prediction, truth) == pytest.approx(4 / 6)
+
+
+def test_iou_occ_hand_made():
+    truth = masks(["####", "####", "....", "...."])
+    visible = masks(["##..", "##..", "....", "...."])
+    prediction = masks(["###.", "###.", "###.", "...."])
+    iou, iou_occ = amodal_ious(prediction, truth, visible)
+    assert iou == pytest.approx(6 / 11)  # |∩| = 6, |∪| = 8 + 3
+    assert iou_occ == pytest.approx(2 / 7)  # hidden truth 4 px, hidden prediction 5 px, overlap 2
+
+
+def test_iou_occ_visible_only_zero():
+    truth = masks(["####", "####"])
+    visible = masks(["##..", "##.."])
+    assert amodal_ious(visible, truth, visible) == (pytest.approx(0.5), 0.0)
+
+
+def test_iou_occ_nothing_hidden_nan():
+    truth = masks(["##..", "##.."])
+    visible = masks(["###.", "###."])
+    iou, iou_occ = amodal_ious(truth, truth, visible)
+    assert iou == 1.0
+    assert math.isnan(iou_occ)
+
+
+def test_iou_empty_truth_nan():
+    empty = np.zeros((2, 2), dtype=bool)
+    assert math.isnan(mask_iou(empty, empty))
+
+
+def unit(vector):
+    vector = np.asarray(vector, dtype=np.float64)
+    return vector / np.linalg.norm(vector)
+
+
+def test_direction_cases():
+    f_g = np.stack([unit([1, 0, 0])] * 4)
+    f_gv = np.stack([unit([0, 1, 0])] * 4)
+    f_p = np.stack([unit([1, 0, 0]), unit([0, 1, 0]), unit([0, 0, 1]), unit([1, 0, 0])])
+    nothing_hidden = np.array([False, False, False, True])
+    result = completion_direction(f_g, f_gv, f_p, nothing_hidden)
+    assert result[0] == pytest.approx(1.0)
+    assert result[1] == 0.0  # the prediction adds nothing to g ⊙ v
+    assert result[2] == pytest.approx(0.5)  # (1,-1,0)·(0,-1,1) / 2
+    assert math.isnan(result[3])
+
+
+def test_direction_zero_target_nan():
+    same = np.stack([unit([1, 2, 3])])
+    assert math.isnan(completion_direction(same, same, np.stack([unit([3, 2, 1])]), np.array([False]))[0])

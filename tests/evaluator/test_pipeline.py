@@ -1,0 +1,177 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torchvision
+
+from evaluator.fid import FidStats, frechet_distance
+from evaluator.pipeline import SAMPLE_COLUMNS, ChunkResult, aggregate, score_chunk, score_submission
+from evaluator.split import Prompt, Sample, Split, SplitWriter
+from evaluator.submission import SubmissionArchive, write_submission
+from evaluator.synthetic.engine import make_synthetic_split
+
+SAMPLES = 14
+
+
+@pytest.fixture(scope="module")
+def split_path(tmp_path_factory):
+    return make_synthetic_split(tmp_path_factory.mktemp("split"), samples=SAMPLES, size=64, seed=1)
+
+
+def blur(layer: np.ndarray) -> np.ndarray:
+    planes = torch.from_numpy(layer).permute(2, 0, 1)
+    return torchvision.transforms.functional.gaussian_blur(planes, kernel_size=9, sigma=3.0).permute(1, 2, 0).numpy()
+
+
+def cut_out(layer: np.ndarray, visible: np.ndarray) -> np.ndarray:
+    layer = layer.copy()
+    layer[~visible, 3] = 0
+    return layer
+
+
+@pytest.fixture(scope="module")
+def submissions(split_path, tmp_path_factory):
+    """Zips whose single candidate is the ground truth, its blur, or its visible part."""
+    folder = tmp_path_factory.mktemp("submissions")
+    split = Split(split_path)
+    makers = {
+        "truth": lambda sample: split.read_gt_layer(sample),
+        "blurred": lambda sample: blur(split.read_gt_layer(sample)),
+        "cutout": lambda sample: cut_out(split.read_gt_layer(sample), split.read_gt_visible(sample)),
+    }
+    paths = {}
+    for name, make in makers.items():
+        paths[name] = write_submission(folder / f"{name}.zip", ((s.sample_id, [make(s)]) for s in split))
+    return paths
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+def score(split_path, zip_path, config, context, cache_dir, chunks=1, workers=0):
+    split = Split(split_path)
+    submission = SubmissionArchive(zip_path, split, config.max_candidates)
+    bounds = np.linspace(0, len(split), chunks + 1).round().astype(int)
+    results = [
+        score_chunk(split, submission, int(start), int(stop), config, cache_dir=cache_dir, workers=workers,
+                    context=context)
+        for start, stop in zip(bounds[:-1], bounds[1:])
+    ]
+    return results
+
+
+@pytest.fixture(scope="module")
+def truth_result(split_path, submissions, tiny_config, scoring_context, cache_dir):
+    return aggregate(score(split_path, submissions["truth"], tiny_config, scoring_context, cache_dir), tiny_config)
+
+
+def test_table_columns(truth_result):
+    assert tuple(truth_result.samples.columns) == SAMPLE_COLUMNS
+    assert len(truth_result.samples) == SAMPLES
+
+
+def test_truth_scores_perfect(truth_result):
+    table = truth_result.samples
+    assert (table["lpips_vis"] == 0).all()
+    assert (table["lpips_comp"] == 0).all()
+    assert (table["iou"] == 1).all()
+    defined = table["dir"].dropna()
+    assert len(defined) > 0
+    np.testing.assert_allclose(defined, 1.0, atol=1e-6)
+
+
+def test_dir_nan_exactly_where_nothing_hidden(truth_result):
+    table = truth_result.samples
+    assert (table["dir"].isna() == table["iou_occ"].isna()).all()
+    assert truth_result.provenance["dir_undefined"] == int(table["dir"].isna().sum())
+
+
+def test_cutout_scores(split_path, submissions, tiny_config, scoring_context, cache_dir, truth_result):
+    cutout = aggregate(score(split_path, submissions["cutout"], tiny_config, scoring_context, cache_dir), tiny_config)
+    table = cutout.samples
+    hidden = table["iou_occ"].notna()
+    assert hidden.sum() > 0
+    assert (table.loc[hidden, "iou_occ"] == 0).all()
+    assert table["dir"].mean() < truth_result.samples["dir"].mean()
+    assert (table.loc[hidden, "dir"] < 1 - 1e-3).all()
+
+
+def test_blur_raises_lpips_vis(split_path, submissions, tiny_config, scoring_context, cache_dir):
+    blurred = aggregate(score(split_path, submissions["blurred"], tiny_config, scoring_context, cache_dir), tiny_config)
+    assert (blurred.samples["lpips_vis"] > 0).all()
+    assert blurred.fid["foreground/all/all"] > 0
+
+
+def test_fid_independent_of_chunking(split_path, submissions, tiny_config, scoring_context, cache_dir):
+    fids = {}
+    for chunks in (1, 3, 7):
+        results = score(split_path, submissions["blurred"], tiny_config, scoring_context, cache_dir, chunks=chunks)
+        fids[chunks] = aggregate(results, tiny_config).fid
+        if chunks == 1:
+            whole = results[0]
+    for chunks in (3, 7):
+        assert fids[chunks].keys() == fids[1].keys()
+        for name, value in fids[1].items():
+            if math.isnan(value):
+                assert math.isnan(fids[chunks][name])
+            else:
+                assert fids[chunks][name] == pytest.approx(value, rel=1e-9), name
+
+    rows = [i for i, groups in enumerate(whole.fid_groups) if "background/all/all" in groups]
+    direct = frechet_distance(FidStats.from_features(whole.prediction_features[rows]),
+                              FidStats.from_features(whole.ground_truth_features[rows]))
+    assert fids[1]["background/all/all"] == pytest.approx(direct, rel=1e-9)
+
+
+def test_warm_cache_same_table(split_path, submissions, tiny_config, scoring_context, cache_dir, truth_result):
+    again = aggregate(score(split_path, submissions["truth"], tiny_config, scoring_context, cache_dir), tiny_config)
+    pd.testing.assert_frame_equal(again.samples, truth_result.samples)
+    folders = list((cache_dir / "gt").iterdir())
+    assert len(folders) == 1
+    assert len(list(folders[0].glob("*.npz"))) == SAMPLES
+
+
+def test_loader_workers_same_table(split_path, submissions, tiny_config, scoring_context, tmp_path, truth_result):
+    results = score(split_path, submissions["truth"], tiny_config, scoring_context, tmp_path, workers=1)
+    pd.testing.assert_frame_equal(aggregate(results, tiny_config).samples, truth_result.samples)
+
+
+def test_chunk_result_round_trip(split_path, submissions, tiny_config, scoring_context, cache_dir):
+    chunk = score(split_path, submissions["truth"], tiny_config, scoring_context, cache_dir, chunks=3)[1]
+    copy = ChunkResult.from_bytes(chunk.to_bytes())
+    assert (copy.start, copy.stop) == (chunk.start, chunk.stop)
+    pd.testing.assert_frame_equal(copy.samples, chunk.samples)
+    assert copy.fid_groups == chunk.fid_groups
+    assert np.array_equal(copy.prediction_features, chunk.prediction_features)
+    assert np.array_equal(copy.ground_truth_features, chunk.ground_truth_features)
+    assert copy.provenance == chunk.provenance
+
+
+def test_aggregate_rejects_gap(split_path, submissions, tiny_config, scoring_context, cache_dir):
+    results = score(split_path, submissions["truth"], tiny_config, scoring_context, cache_dir, chunks=3)
+    with pytest.raises(ValueError, match=r"expected a chunk starting at sample 5, found \[9, 14\)"):
+        aggregate([results[0], results[2]], tiny_config)
+
+
+def test_amodal_mask_sample(tmp_path, tiny_config, scoring_context):
+    layer = np.zeros((48, 48, 4), dtype=np.uint8)
+    layer[8:40, 8:40] = 255
+    visible = np.zeros((48, 48), dtype=bool)
+    visible[8:40, 8:24] = True
+    with SplitWriter(tmp_path / "split") as writer:
+        writer.add_image("scene", np.full((48, 48, 3), 90, dtype=np.uint8))
+        sample = Sample("mask_only", "scene", 48, 48, "foreground", Prompt(text="a square"), gt_kind="amodal_mask",
+                        occlusion_rate=0.5)
+        writer.add_sample(sample, gt_layer=layer, gt_visible=visible)
+    zip_path = write_submission(tmp_path / "pred.zip", [("mask_only", [cut_out(layer, visible)])])
+    result = score_submission(tmp_path / "split", zip_path, config=tiny_config, weights_dir=scoring_context.weights_dir,
+                              progress=False, device="cpu", workers=0, cache_dir=tmp_path / "cache")
+    row = result.samples.iloc[0]
+    assert math.isnan(row["lpips_vis"]) and math.isnan(row["dir"]) and math.isnan(row["lpips_comp"])
+    assert row["iou"] == pytest.approx(0.5)
+    assert row["iou_occ"] == 0.0
+    assert result.fid == {}
