@@ -120,8 +120,8 @@ def measure_in_this_process(split_root: str, zip_path: str) -> None:
     from evaluator.split import Split
     from evaluator.submission import validate_submission
 
-    baseline_mib = _peak_rss_mib()
     split = Split(split_root, check_files=False)
+    baseline_mib = _peak_rss_mib()
     started = time.perf_counter()
     cpu_started = time.process_time()
     report = validate_submission(zip_path, split)
@@ -164,7 +164,7 @@ def main() -> None:
     build_split(full, largest, args.size, args.content)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f} before the runs, Python {platform.python_version()}")
-    print("| samples | zip MiB | wall s | CPU s | samples/s (wall) | peak RSS MiB | RSS after imports MiB | valid |")
+    print("| samples | zip MiB | wall s | CPU s | samples/s (wall) | peak RSS MiB | RSS with split open MiB | valid |")
     print("|---|---|---|---|---|---|---|---|")
     for count in sorted(args.samples):
         root = full if count == largest else args.cache / f"split-{count}-of-{largest}-{name}"

@@ -37,7 +37,7 @@ import pandas as pd
 from evaluator.bootstrap import CONFIDENCE_LEVEL, bootstrap_means, make_rng, percentile_interval
 from evaluator.compare import compare_paired
 from evaluator.config import LAYER_KINDS, BenchmarkConfig, Calibration
-from evaluator.groups import DIMENSIONS, OCCLUSION_LABELS, group_name, occlusion_bucket
+from evaluator.groups import DIMENSIONS, OCCLUSION_LABELS, category_label, group_name, occlusion_bucket
 from evaluator.pass_rate import (
     add_quality,
     normalise_array,
@@ -118,7 +118,7 @@ def _per_sample_table(samples: pd.DataFrame, config: BenchmarkConfig, n: int, k_
 
     rates = table["occlusion_rate"].to_numpy(dtype=np.float64)
     table["occlusion_bucket"] = [occlusion_bucket(float(rate)) for rate in rates]
-    table["category_label"] = [value if isinstance(value, str) and value else "none" for value in table["category"]]
+    table["category_label"] = [category_label(value) for value in table["category"]]
     return table
 
 

@@ -66,7 +66,8 @@ _CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 class ArchiveLimits:
     """Limits that an uploaded archive must respect; every value is configurable.
 
-    The defaults fit a split of up to 200,000 samples at a few megapixels each.
+    With PNGs of 256x256 photographs (about 120 KiB each), the 2 GiB default admits
+    about 17,000 candidates; larger splits or images need larger sizes here.
     """
 
     # Size of the zip file itself, in bytes.
@@ -80,7 +81,8 @@ class ArchiveLimits:
     # Uncompressed size over compressed size of one member.
     max_ratio: float = 200.0
     # Members up to this uncompressed size are exempt from `max_ratio`, because a
-    # small file of repeated bytes compresses far better than any bomb matters.
+    # small file such as a metadata.json of spaces compresses far better than 200:1
+    # yet cannot expand into much memory.
     ratio_exempt_bytes: int = 1 * MIB
     # Width times height of one image, checked from the PNG header before decoding.
     max_pixels: int = 50_000_000
@@ -320,7 +322,7 @@ class SafeZip:
     # Reading ------------------------------------------------------------------
 
     def read(self, name: str) -> bytes:
-        """Read one member into memory, never more bytes than the limits allow.
+        """Read one member into memory, stopping at the first 1 MiB chunk past a limit.
 
         Raises KeyError for a name not in `members` and `ArchiveError` when the
         member is corrupt or exceeds a limit.

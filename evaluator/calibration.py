@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import optimize, special, stats
 
 from evaluator.config import QUALITY_METRICS, Calibration, ConfigError
 from evaluator.judgments import TIE, JudgmentError
@@ -71,7 +71,7 @@ class CalibrationFit:
 
 
 def features(samples: pd.DataFrame, calibration: Calibration) -> np.ndarray:
-    """Normalised quality metrics, shape (rows, 3) in [0, 1], NaN where undefined."""
+    """Normalise the quality metrics of each row: (rows, 3) in [0, 1], NaN where undefined."""
     result = np.full((len(samples), len(QUALITY_METRICS)), np.nan)
     kinds = samples["layer_kind"].to_numpy()
     for kind in pd.unique(kinds):
@@ -91,7 +91,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, intercept: bool) -> tuple[np.ndar
         z = x @ beta - beta_0
         # Summed log(1 + e^z) - y z, written stably; its gradient is x^T (sigmoid(z) - y).
         value = np.sum(np.logaddexp(0.0, z) - y * z) + 0.5 * RIDGE * beta @ beta
-        residual = 1.0 / (1.0 + np.exp(-z)) - y
+        residual = special.expit(z) - y
         gradient = np.concatenate([x.T @ residual + RIDGE * beta, [-residual.sum()] if intercept else []])
         return value, gradient
 
@@ -172,17 +172,30 @@ def elo_ratings(preferences: pd.DataFrame) -> pd.Series:
 
     def loss(strength: np.ndarray) -> tuple[float, np.ndarray]:
         z = x @ strength
-        residual = 1.0 / (1.0 + np.exp(-z)) - y
+        residual = special.expit(z) - y
         value = np.sum(np.logaddexp(0.0, z) - y * z) + 0.5 * RIDGE * strength @ strength
         return value, x.T @ residual + RIDGE * strength
 
     result = optimize.minimize(loss, np.zeros(len(entries)), jac=True, method="L-BFGS-B")
+    if not result.success:
+        raise JudgmentError(f"the Bradley-Terry fit did not converge: {result.message}; check the preferences")
     strength = result.x - result.x.mean()
     return pd.Series(ELO_BASE + ELO_SCALE * strength, index=entries, name="elo")
 
 
-def fit_from_preferences(samples: pd.DataFrame, preferences: pd.DataFrame, base: Calibration, version: str, source: str) -> CalibrationFit:
-    """Path (b): Elo ratings of the entries, and weights whose quality explains the preferences."""
+def fit_from_preferences(
+    samples: pd.DataFrame,
+    preferences: pd.DataFrame,
+    base: Calibration,
+    version: str,
+    source: str,
+    entry_hpa: dict[str, float] | None = None,
+) -> CalibrationFit:
+    """Path (b): Elo ratings of the entries, and weights whose quality explains the preferences.
+
+    `entry_hpa` (entry name to its report's top-level HPA) adds an `hpa` row to the
+    agreement table; entries without one are left out of that row.
+    """
     unknown = sorted((set(preferences["entry_a"]) | set(preferences["entry_b"])) - set(samples["entry"]))
     if unknown:
         raise JudgmentError(f"preferences name entries without samples: {format_ids(unknown)}; pass their tables with --samples NAME=PATH")
@@ -203,6 +216,9 @@ def fit_from_preferences(samples: pd.DataFrame, preferences: pd.DataFrame, base:
     for name, fitted in (("quality (base)", base), ("quality (fitted)", calibration)):
         quality = pd.Series(_quality(first, fitted)).groupby(first["entry"]).mean().reindex(ratings.index)
         agreement.append(_correlations(name, quality.to_numpy(), ratings.to_numpy()))
+    if entry_hpa is not None:
+        hpa = np.array([entry_hpa.get(name, np.nan) for name in ratings.index], dtype=np.float64)
+        agreement.append(_correlations("hpa (reports)", hpa, ratings.to_numpy()))
     fit = {
         "method": "Bradley-Terry maximum likelihood on the Elo scale; weights by Bradley-Terry on metric differences; threshold kept",
         "judgments": "preferences",
@@ -220,20 +236,32 @@ def _outcomes(preferences: pd.DataFrame) -> np.ndarray:
 
 
 def _preference_differences(first: pd.DataFrame, x: np.ndarray, preferences: pd.DataFrame):
-    """Rows x_a - x_b per judgment, and which judgments have every metric defined."""
-    by_sample = pd.DataFrame(x, index=pd.MultiIndex.from_arrays([first["entry"], first["sample_id"]]))
+    """Return the rows x_a - x_b of the judgments with every metric defined, and that mask."""
+    sample_index = pd.MultiIndex.from_arrays([first["entry"].astype(str), first["sample_id"].astype(str)])
     by_entry = pd.DataFrame(x).groupby(first["entry"].to_numpy()).mean()
-    sample_ids = preferences["sample_id"] if "sample_id" in preferences.columns else pd.Series([None] * len(preferences))
-    rows = []
-    for entry_a, entry_b, sample_id in zip(preferences["entry_a"], preferences["entry_b"], sample_ids, strict=True):
-        if sample_id is None or (isinstance(sample_id, float) and math.isnan(sample_id)):
-            rows.append(by_entry.loc[entry_a].to_numpy() - by_entry.loc[entry_b].to_numpy())
-            continue
-        key_a, key_b = (entry_a, str(sample_id)), (entry_b, str(sample_id))
-        if key_a not in by_sample.index or key_b not in by_sample.index:
-            raise JudgmentError(f"preference on sample {sample_id} between {entry_a} and {entry_b}: a sample is missing from their tables")
-        rows.append(by_sample.loc[key_a].to_numpy() - by_sample.loc[key_b].to_numpy())
-    differences = np.array(rows, dtype=np.float64).reshape(len(rows), len(QUALITY_METRICS))
+    if "sample_id" in preferences.columns:
+        named = preferences["sample_id"].notna().to_numpy()
+        sample_ids = preferences["sample_id"].astype(str).to_numpy()
+    else:
+        named = np.zeros(len(preferences), dtype=bool)
+        sample_ids = np.full(len(preferences), "", dtype=object)
+
+    sides = []
+    for column in ("entry_a", "entry_b"):
+        entries = preferences[column].to_numpy()
+        positions = sample_index.get_indexer(pd.MultiIndex.from_arrays([entries, sample_ids]))
+        missing = named & (positions < 0)
+        if missing.any():
+            row = int(np.flatnonzero(missing)[0])
+            raise JudgmentError(
+                f"preference on sample {sample_ids[row]} names {entries[row]}, which has no such sample; "
+                "check the sample_id or pass that entry's full table"
+            )
+        per_sample = x[np.where(positions < 0, 0, positions)]
+        per_entry = by_entry.reindex(entries).to_numpy()
+        sides.append(np.where(named[:, None], per_sample, per_entry))
+
+    differences = sides[0] - sides[1]
     usable = ~np.isnan(differences).any(axis=1)
     return differences[usable], usable
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -55,7 +56,12 @@ class Bounds:
     hi: float
 
     def normalise(self, value: float, higher_is_better: bool) -> float:
-        """Clip to [0, 1]; lower-is-better metrics map `lo` to 1 and `hi` to 0."""
+        """Clip to [0, 1]; lower-is-better metrics map `lo` to 1 and `hi` to 0.
+
+        An undefined value (NaN) stays NaN, so callers cannot mistake it for a score.
+        """
+        if math.isnan(value):
+            return math.nan
         span = self.hi - self.lo
         score = (value - self.lo) / span if higher_is_better else (self.hi - value) / span
         return min(1.0, max(0.0, score))
@@ -88,12 +94,19 @@ class Calibration:
         return sum(terms) / len(terms)
 
     def quality(self, layer_kind: str, values: dict[str, float]) -> float:
-        """Pass-rate quality q = sum_j w_j * norm_j(x_j) of one candidate."""
+        """Pass-rate quality q = sum_j w_j * norm_j(x_j) of one candidate.
+
+        Undefined metrics (NaN) are left out and the remaining weights rescaled to sum
+        to 1, as `evaluator.pass_rate` does for whole tables; NaN when none is defined.
+        """
         bounds = self.pass_bounds[layer_kind]
-        return sum(
-            self.pass_weights[name] * bounds[name].normalise(values[name], higher)
-            for name, higher in QUALITY_METRICS.items()
-        )
+        total = weight_sum = 0.0
+        for name, higher in QUALITY_METRICS.items():
+            term = bounds[name].normalise(float(values[name]), higher)
+            if not math.isnan(term):
+                total += self.pass_weights[name] * term
+                weight_sum += self.pass_weights[name]
+        return total / weight_sum if weight_sum > 0 else math.nan
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -31,15 +31,26 @@ def occlusion_bucket(rate: float | None) -> str:
     return "gt50"
 
 
+def category_label(category: str | None) -> str:
+    """The category as a group value: `none` when the sample has no category."""
+    return category if isinstance(category, str) and category else "none"
+
+
+def groups_for(
+    layer_kind: str, prompt_type: str, occlusion_rate: float | None, category: str | None
+) -> list[Group]:
+    """Every group that a sample with these manifest values belongs to."""
+    return [
+        ("all", layer_kind, "all"),
+        ("prompt_type", layer_kind, prompt_type),
+        ("occlusion", layer_kind, occlusion_bucket(occlusion_rate)),
+        ("category", layer_kind, category_label(category)),
+    ]
+
+
 def sample_groups(sample: Sample) -> list[Group]:
     """Every group the sample belongs to."""
-    kind = sample.layer_kind
-    return [
-        ("all", kind, "all"),
-        ("prompt_type", kind, sample.prompt_type),
-        ("occlusion", kind, occlusion_bucket(sample.occlusion_rate)),
-        ("category", kind, sample.category or "none"),
-    ]
+    return groups_for(sample.layer_kind, sample.prompt_type, sample.occlusion_rate, sample.category)
 
 
 def group_name(group: Group) -> str:

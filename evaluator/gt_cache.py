@@ -6,9 +6,9 @@ and f(g_rgb ⊙ v) and the Inception features of ĝ. A second submission on the 
 split reads these instead of decoding the ground truth and running 2 of the 3 CLIP
 passes and 1 of the 2 Inception passes again.
 
-Layout: `<cache_dir>/gt/<key>/<sample_id>.npz`, where key is the SHA-256 (first 32
+Layout: `<cache_dir>/gt/<key>/<sample_id>.npz`. The key is the SHA-256 (first 32
 hex digits) of the ground-truth version, the evaluator version, the config hash and
-the weights fingerprint; any change of those gives a fresh folder. The cache folder is
+the weights fingerprint, so a change of any of them gives a fresh folder. The cache folder is
 `cache_dir`, else `REFLADE_CACHE`, else `~/.cache/reflade`. Each entry is written to a
 temporary file and renamed into place, so concurrent workers that compute the same
 sample never leave a torn file; the last identical write wins.

@@ -103,6 +103,26 @@ def _check_preferences(table: pd.DataFrame, path) -> pd.DataFrame:
     return table
 
 
+def read_report_hpa(specs: list[str]) -> dict[str, float]:
+    """Read the top-level HPA of each `NAME=PATH` report JSON written by scoring."""
+    result = {}
+    for spec in specs:
+        name, separator, location = spec.partition("=")
+        if not separator or not name:
+            raise JudgmentError(f"--report {spec!r} must be NAME=PATH, NAME being the entry's name in the preferences")
+        path = Path(location)
+        if not path.is_file():
+            raise JudgmentError(f"report file {path} not found; give the report .json of entry {name}")
+        try:
+            value = json.loads(path.read_text(encoding="utf-8")).get("hpa", {}).get("value")
+        except (json.JSONDecodeError, AttributeError):
+            value = None
+        if not isinstance(value, int | float):
+            raise JudgmentError(f"report file {path} has no numeric hpa.value; give a report written by scoring")
+        result[name] = float(value)
+    return result
+
+
 def load_sample_tables(specs: list[str]) -> pd.DataFrame:
     """Concatenate per-sample Parquet tables, each tagged with its entry name."""
     tables = []

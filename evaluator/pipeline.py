@@ -1,9 +1,10 @@
 """The scoring pipeline: chunks of samples in, per-sample metrics and FID sums out.
 
-`score_chunk` scores samples [start, stop) of a split and returns a `ChunkResult`:
-one table row per sample and candidate (see `SAMPLE_COLUMNS`; metrics are float,
-NaN where undefined) and the candidate-0 Inception features of the predictions and
-of the ground truth for FID, with the breakdown groups of each row. `aggregate`
+`score_chunk` scores samples [start, stop) of a split and returns a `ChunkResult`.
+It contains one table row per sample and candidate (see `SAMPLE_COLUMNS`). Metrics
+are float, NaN where undefined. For FID it contains the candidate-0 Inception
+features of the predictions and of the ground truth, with the breakdown groups of
+each row. `aggregate`
 adds the chunks up: FID statistics per group are sums over chunks (`FidStats`), so
 any chunking gives the same FID, and the report comes from
 `evaluator.aggregate.aggregate_samples`. `score_submission` runs every chunk in one
@@ -52,7 +53,7 @@ UNVERIFIED_WEIGHTS = (
 
 
 class ScoringContext:
-    """What every chunk of one scoring run shares: config, weights, device, networks."""
+    """The shared state of one scoring run's chunks: config, weights, device, networks."""
 
     def __init__(self, config: BenchmarkConfig, weights_dir: str | Path | None = None, device: str | None = None):
         self.config = config
@@ -74,8 +75,8 @@ class ChunkResult:
     """The scores of samples [start, stop): per-sample rows and candidate-0 FID features.
 
     The features (float32, as the network computes them, so no precision is lost)
-    are kept instead of per-group (D, D) sums because a chunk holds fewer samples
-    than features; `fid_stats` turns them into additive `FidStats`.
+    are kept instead of per-group (D, D) sums, because a chunk has fewer samples
+    than features. `fid_stats` turns them into additive `FidStats`.
     """
 
     start: int
@@ -93,7 +94,7 @@ class ChunkResult:
                 FidStats.from_features(self.ground_truth_features[rows]))
 
     def to_bytes(self) -> bytes:
-        """An .npz holding the provenance and groups as JSON and the table as Parquet."""
+        """Serialise as an .npz with the provenance and groups as JSON and the table as Parquet."""
         table = io.BytesIO()
         self.samples.to_parquet(table, index=False)
         meta = {"start": self.start, "stop": self.stop, "fid_groups": self.fid_groups, "provenance": self.provenance}
@@ -290,7 +291,7 @@ class ScoreResult:
         return [] if self.weights_verified else [UNVERIFIED_WEIGHTS]
 
     def to_json(self) -> dict:
-        """The content of report.json: provenance, warnings, FID per group, the report."""
+        """Build the content of report.json: provenance, warnings, FID per group, the report."""
         fid = {name: (None if math.isnan(value) else value) for name, value in self.fid.items()}
         return {**self.provenance, "warnings": self.warnings, "fid": fid, "report": self.report}
 

@@ -1,8 +1,9 @@
 """Loader datasets of the scoring pipeline: decoding and preparation in worker processes.
 
-`GtDataset` prepares the ground truth of samples missing from the cache;
+`GtDataset` prepares the ground truth of samples missing from the cache.
 `PredictionDataset` prepares the candidates of a submission next to the cached ground
-truth and computes the mask metrics (`iou`, `iou_occ`), which need no network. Both
+truth. It also computes the mask metrics (`iou`, `iou_occ`), because they need no
+network. Both
 pickle the `Split` and `SubmissionArchive` by path, so `torch.utils.data.DataLoader`
 workers reopen them.
 """

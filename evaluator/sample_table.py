@@ -8,7 +8,6 @@ is hidden. Scoring adds `quality` and `passed` (`evaluator.pass_rate.add_quality
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from evaluator.config import LAYER_KINDS
@@ -45,9 +44,10 @@ def check_samples(samples: pd.DataFrame) -> int:
     if unknown:
         raise AggregateError(f"unknown layer_kind {', '.join(unknown)}; expected one of {', '.join(LAYER_KINDS)}")
 
-    candidates = samples["candidate"].to_numpy()
-    if not np.issubdtype(candidates.dtype, np.integer):
-        raise AggregateError(f"column candidate must hold integers, found dtype {candidates.dtype}")
+    if not pd.api.types.is_integer_dtype(samples["candidate"]) or samples["candidate"].isna().any():
+        raise AggregateError(
+            f"column candidate must hold integers with no missing value, found dtype {samples['candidate'].dtype}"
+        )
     duplicated = samples.duplicated(["sample_id", "candidate"])
     if duplicated.any():
         ids = pd.unique(samples.loc[duplicated, "sample_id"])

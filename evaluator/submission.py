@@ -127,8 +127,9 @@ def decode_candidate(
     """Check one candidate PNG and decode its pixels once.
 
     The signature, the IHDR size and the mode are checked before any pixel is
-    decoded, and `load()` then decodes all pixel data. Returns the layer as uint8 (H, W, 4) with straight alpha, or None
-    with `convert=False`, and the problem found (None when the PNG is valid).
+    decoded, and `load()` then decodes all pixel data. Returns the layer as uint8
+    (H, W, 4) with straight alpha (None with `convert=False`) and the problem found
+    (None when the PNG is valid).
     """
     expected_size = f"{sample.width}x{sample.height}"
     if not data.startswith(PNG_SIGNATURE):
@@ -156,14 +157,14 @@ def decode_candidate(
         with warnings.catch_warnings():
             # The pixel count was checked above against our own limit.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=["PNG"])
-            if not _has_alpha(image):
-                return None, Problem(
-                    "image_no_alpha", name, "image has no alpha channel",
-                    "RGBA (or LA, or a palette with transparency)", _mode_description(image),
-                    "Save the layer with its alpha matte as an RGBA PNG.")
-            image.load()
-            layer = np.array(image.convert("RGBA"), dtype=np.uint8) if convert else None
+            with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
+                if not _has_alpha(image):
+                    return None, Problem(
+                        "image_no_alpha", name, "image has no alpha channel",
+                        "RGBA (or LA, or a palette with transparency)", _mode_description(image),
+                        "Save the layer with its alpha matte as an RGBA PNG.")
+                image.load()
+                layer = np.array(image.convert("RGBA"), dtype=np.uint8) if convert else None
     except Image.DecompressionBombError as error:
         # Only reachable when max_pixels is set above Pillow's own guard.
         return None, Problem(
@@ -187,6 +188,7 @@ class _Layout:
     flat: dict[str, str] = field(default_factory=dict)  # sample_id -> "<id>.png"
     folders: dict[str, dict[int, str]] = field(default_factory=dict)  # sample_id -> k -> name
     metadata_name: str | None = None
+    prefix: str = ""  # the wrapping folder, such as "preds/", or ""
 
 
 def _wrapping_folder(names: Iterable[str], split: Split) -> str:
@@ -206,8 +208,8 @@ def _wrapping_folder(names: Iterable[str], split: Split) -> str:
 
 
 def _classify(names: Sequence[str], split: Split, report: Report) -> _Layout:
-    layout = _Layout()
     prefix = _wrapping_folder(names, split)
+    layout = _Layout(prefix=prefix)
     for name in sorted(names):
         relative = name[len(prefix):] if name.startswith(prefix) else name
         parts = PurePosixPath(relative).parts
@@ -282,8 +284,8 @@ def _candidate_names(split: Split, layout: _Layout, report: Report) -> dict[str,
                 candidates[sample_id] = [folder[k] for k in range(len(folder))]
         else:
             report.add(Problem(
-                "sample_missing", f"{sample_id}.png", "sample has no prediction",
-                f"{sample_id}.png or {sample_id}/0.png", "no such file",
+                "sample_missing", f"{layout.prefix}{sample_id}.png", "sample has no prediction",
+                f"{layout.prefix}{sample_id}.png or {layout.prefix}{sample_id}/0.png", "no such file",
                 "Add a PNG for every sample of the split."))
     return candidates
 
@@ -351,7 +353,8 @@ class _Validated:
     metadata: dict
 
 
-def _validate(archive: SafeZip, split: Split, max_candidates: int) -> _Validated:
+def _validate(archive: SafeZip, split: Split, max_candidates: int,
+              check_images: bool = True) -> _Validated:
     if max_candidates < 1:
         raise ValueError(f"max_candidates must be at least 1, got {max_candidates}")
     report = Report(problems=list(archive.problems))
@@ -361,7 +364,7 @@ def _validate(archive: SafeZip, split: Split, max_candidates: int) -> _Validated
     layout = _classify(list(archive.members), split, report)
     candidates = _candidate_names(split, layout, report)
     n = _check_counts(candidates, max_candidates, archive.display_name, report)
-    for sample_id, names in candidates.items():
+    for sample_id, names in candidates.items() if check_images else ():
         sample = split.sample(sample_id)
         for name in names:
             try:
@@ -400,6 +403,11 @@ def validate_submission(
 class SubmissionArchive:
     """A validated submission; raises SubmissionError with the full report when invalid.
 
+    `check_images=False` checks the archive, the names, the candidate counts and
+    metadata.json but decodes no image. Use it only for a zip that passed a full
+    validation before, such as in each scoring chunk. `read_candidate` still checks
+    every image that it reads.
+
     Pickling keeps the validated index and reopens the zip by path, without
     validating again, so DataLoader workers can read candidates. A process that
     inherits an open archive through fork reopens it too, because processes must
@@ -412,10 +420,12 @@ class SubmissionArchive:
         split: Split,
         max_candidates: int = 8,
         limits: ArchiveLimits = DEFAULT_LIMITS,
+        *,
+        check_images: bool = True,
     ):
         archive = SafeZip(zip_path, limits)
         try:
-            validated = _validate(archive, split, max_candidates)
+            validated = _validate(archive, split, max_candidates, check_images)
         except BaseException:
             archive.close()
             raise

@@ -13,10 +13,10 @@ given by `--weights DIR` or the environment variable `REFLADE_WEIGHTS` (default
     manifest.json                                    {"files": {path: {"sha256", "size", "source"}}}
 
 The LPIPS v0.1 linear layers ship inside the `lpips` pip package and are read from
-there. `python -m evaluator weights fetch` downloads the real files and checks them;
-`weights make-test` writes deterministic stand-ins (random initialisation with a
-fixed seed, the same architectures and file formats), which load through the same
-code but are not the published files, so results made with them are unverified.
+there. `python -m evaluator weights fetch` downloads the real files and checks them.
+`weights make-test` writes deterministic stand-ins: random initialisation with a
+fixed seed, in the same architectures and file formats. They load through the same
+code, but they are not the published files, so results made with them are unverified.
 """
 
 from __future__ import annotations
@@ -56,9 +56,9 @@ class PublishedFile:
 # Published SHA-256 checksums. The AlexNet and Inception file names end in the first
 # eight hex digits of their SHA-256 (torchvision and pytorch-fid naming). The OpenAI
 # CLIP URL path contains the SHA-256 that OpenAI's own loader checks.
-# NOTE: these full checksums were taken from public code that pins the same files and
-# agree with the prefixes in the file names; they were not recomputed from a download
-# here, because this machine has no internet access.
+# NOTE: these full checksums come from public code that pins the same files, and they
+# agree with the prefixes in the file names. They were not recomputed from a download,
+# because the machine this was written on has no internet access.
 ALEXNET = PublishedFile(
     path="lpips/alexnet-owt-7be5be79.pth",
     url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
@@ -84,19 +84,19 @@ PUBLISHED_SHA256 = {item.path: item.sha256 for item in (ALEXNET, INCEPTION, *CLI
 
 
 def resolve_weights_dir(weights_dir: str | Path | None = None) -> Path:
-    """The weights folder: the argument, else `REFLADE_WEIGHTS`, else `./weights`."""
+    """Return the weights folder: the argument, else `REFLADE_WEIGHTS`, else `./weights`."""
     if weights_dir is not None:
         return Path(weights_dir)
     return Path(os.environ.get(WEIGHTS_ENV, DEFAULT_WEIGHTS_DIR))
 
 
 def clip_file_name(config: BenchmarkConfig) -> str:
-    """The CLIP weights path inside the folder, `clip/<model>-<pretrained>.pt`."""
+    """Return the CLIP weights path inside the folder, `clip/<model>-<pretrained>.pt`."""
     return f"clip/{config.clip['model']}-{config.clip['pretrained']}.pt"
 
 
 def required_files(config: BenchmarkConfig) -> list[str]:
-    """The paths inside the weights folder that scoring with `config` reads."""
+    """Return the paths inside the weights folder that scoring with `config` reads."""
     return [ALEXNET.path, clip_file_name(config), INCEPTION.path]
 
 
@@ -105,7 +105,7 @@ def fetch_command(weights_dir: Path) -> str:
 
 
 def require_file(weights_dir: Path, name: str) -> Path:
-    """The full path of a weights file, or a `WeightsError` that says how to get it."""
+    """Return the full path of a weights file, or raise a `WeightsError` naming the fix."""
     path = weights_dir / name
     if not path.is_file():
         raise WeightsError(

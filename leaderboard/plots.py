@@ -61,7 +61,7 @@ def _layout(figure: go.Figure, title: str, **extra) -> None:
 
 
 def _prompt_groups(report: dict, kind: str) -> dict[str, dict]:
-    """The report's per-prompt-type groups of one layer kind, keyed by prompt type."""
+    """Select the report's per-prompt-type groups of one layer kind, keyed by prompt type."""
     groups = (report or {}).get("groups", {})
     return {
         entry["value"]: entry
@@ -78,11 +78,14 @@ def hpa_by_prompt_type(rows) -> dict:
     figure = make_subplots(rows=1, cols=len(kinds), subplot_titles=[kind.capitalize() for kind in kinds],
                            shared_yaxes=True, horizontal_spacing=0.06)
 
+    # Prompt types with an HPA for at least one entry, per layer kind.
+    prompt_types_with_hpa = {kind: sorted({name for row in rows for name, group in _prompt_groups(row.evaluation.metrics, kind).items()
+                           if group["metrics"]["hpa"]["value"] is not None}) for kind in kinds}
     for index, row in enumerate(rows):
         colour = _colour(index)
         for column, kind in enumerate(kinds, start=1):
             groups = _prompt_groups(row.evaluation.metrics, kind)
-            prompt_types = sorted(groups)
+            prompt_types = [name for name in prompt_types_with_hpa[kind] if name in groups]
             values = [_number(groups[name]["metrics"]["hpa"]["value"]) for name in prompt_types]
             intervals = [groups[name]["metrics"]["hpa"]["ci"] for name in prompt_types]
             counts = [groups[name].get("count", 0) for name in prompt_types]
@@ -175,7 +178,7 @@ def _colour(index: int) -> str:
 
 
 def leaderboard_charts(rows, k_list) -> list[dict]:
-    """The benchmark page's charts: id, title and figure of each."""
+    """Build the benchmark page's charts: id, title and figure of each."""
     charts = [
         ("chart-hpa-prompt", "HPA per prompt type and layer kind", hpa_by_prompt_type(rows)),
         ("chart-pass-rate", "Pass-rate@K against K", pass_rate_curve(rows, k_list)),

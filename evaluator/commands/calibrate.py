@@ -27,6 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="path of the calibration .json to write")
     parser.add_argument("--config", default=None, help="shipped config name or .json path whose calibration is the base (default reflade-v1)")
     parser.add_argument(
+        "--report", action="append", default=[],
+        help="an entry's report .json as NAME=PATH, for preferences only: adds its top-level HPA to the agreement table; repeat per entry",
+    )
+    parser.add_argument(
         "--version", default=None,
         help="version of the new calibration (default: the config name, 'human' and the first 12 hex digits of the judgments' SHA-256)",
     )
@@ -39,7 +43,12 @@ def run(args: argparse.Namespace) -> int:
         format_agreement,
         write_calibration,
     )
-    from evaluator.judgments import JudgmentError, load_judgments, load_sample_tables
+    from evaluator.judgments import (
+        JudgmentError,
+        load_judgments,
+        load_sample_tables,
+        read_report_hpa,
+    )
 
     out = Path(args.out)
     if out.exists():
@@ -52,8 +61,13 @@ def run(args: argparse.Namespace) -> int:
         digest = hashlib.sha256(Path(args.judgments).read_bytes()).hexdigest()[:12]
         version = args.version or f"{config.name}-human-{digest}"
         source = f"{kind} from {Path(args.judgments).name} (sha256 {digest}) on base calibration {config.calibration.version}"
-        fit_function = fit_from_labels if kind == "labels" else fit_from_preferences
-        fit = fit_function(samples, judgments, config.calibration, version, source)
+        if kind == "labels":
+            if args.report:
+                raise JudgmentError("--report applies to pairwise preferences only; drop it for pass/fail labels")
+            fit = fit_from_labels(samples, judgments, config.calibration, version, source)
+        else:
+            entry_hpa = read_report_hpa(args.report) if args.report else None
+            fit = fit_from_preferences(samples, judgments, config.calibration, version, source, entry_hpa)
     except (ConfigError, JudgmentError, AggregateError) as error:
         print(f"error: {error}")
         return 1

@@ -42,7 +42,7 @@ def _format_value(entry: dict | None) -> str:
 
 
 def format_summary(result) -> str:
-    """A table per layer kind: each metric with its 95% interval and sample count."""
+    """Format a table per layer kind: each metric with its 95% interval and sample count."""
     lines = []
     for warning in result.warnings:
         lines.append(f"WARNING: {warning}")

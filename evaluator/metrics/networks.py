@@ -132,7 +132,7 @@ def _clip_normalisation(clip: dict) -> tuple[tuple[float, ...], tuple[float, ...
 
 
 def build_clip(config: BenchmarkConfig) -> nn.Module:
-    """The whole open_clip model, randomly initialised, for `config.clip`."""
+    """Build the whole open_clip model of `config.clip`, randomly initialised."""
     _offline()
     clip = config.clip
     if "model_config" in clip:
@@ -143,7 +143,7 @@ def build_clip(config: BenchmarkConfig) -> nn.Module:
 
 
 def _read_clip_state(path: Path) -> dict:
-    """A state dict from OpenAI's TorchScript archive or from a plain `torch.save` file."""
+    """Read a state dict from OpenAI's TorchScript archive or from a plain `torch.save` file."""
     with zipfile.ZipFile(path) as archive:
         scripted = any(name.endswith("/constants.pkl") for name in archive.namelist())
     if scripted:
@@ -155,7 +155,7 @@ def _read_clip_state(path: Path) -> dict:
 
 
 def load_clip(weights_dir: Path, config: BenchmarkConfig) -> ClipEmbedder:
-    """The CLIP image tower of `config.clip`, read from the weights folder (strict)."""
+    """Load the CLIP image tower of `config.clip` from the weights folder (strict)."""
     path = require_file(weights_dir, clip_file_name(config))
     model = build_clip(config)
     try:
@@ -218,7 +218,7 @@ class FidInception(nn.Module):
 
 
 def load_inception(weights_dir: Path, config: BenchmarkConfig) -> FidInception:
-    """The FID Inception read from the weights folder (strict), cut at `inception.dims`."""
+    """Load the FID Inception from the weights folder (strict), cut at `inception.dims`."""
     path = require_file(weights_dir, INCEPTION.path)
     inception = build_fid_inception_v3()
     try:

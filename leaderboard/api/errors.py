@@ -1,18 +1,20 @@
 """One error shape for the whole API.
 
-Every error answers `{"error": {"code": ..., "message": ..., "details": {...}}}`:
-`code` is stable for machines, `message` is a sentence for people and `details`
-carries structured extras (field errors of a validation, `retry_after` of a
-throttled request, `next_slot_at` of an exhausted quota).
+Every error response has the body `{"error": {"code": ..., "message": ..., "details": {...}}}`.
+`code` is stable for machines and `message` is a sentence for people. `details`
+carries structured extras: the field errors of a validation, the `retry_after` of a
+throttled request, the `next_slot_at` of an exhausted quota.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from datetime import UTC
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
+from django.utils import timezone
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
@@ -33,7 +35,7 @@ def api_exception_handler(exc, context) -> Response:
     """Turn any exception raised in an API view into the error envelope.
 
     Service errors keep their code, message and status. Unexpected exceptions are
-    logged and answer 500, so a client never sees an HTML error page.
+    logged and get status 500, so a client never sees an HTML error page.
     """
     if isinstance(exc, ServiceError):
         return _service_error(exc)
@@ -57,6 +59,8 @@ def _service_error(exc: ServiceError) -> Response:
     if isinstance(exc, QuotaExceeded) and exc.next_slot_at is not None:
         next_slot_at = exc.next_slot_at.astimezone(UTC)
         details["next_slot_at"] = next_slot_at.isoformat().replace("+00:00", "Z")
+        seconds = math.ceil((next_slot_at - timezone.now()).total_seconds())
+        headers["Retry-After"] = str(max(1, seconds))
     set_rollback()
     return Response(error_body(exc.code, exc.message, details), status=exc.status, headers=headers)
 

@@ -2,8 +2,8 @@
 
 `REFLADE_API_THROTTLE_RATES` may override any of `DEFAULT_RATES` (DRF rate strings
 such as "60/min"); a rate of None turns that limit off. Counters live in Django's
-default cache, so every web process shares them only when that cache is shared
-(Redis or memcached in production; the local-memory default counts per process).
+default cache. The local-memory default counts per process, so several web
+processes enforce one limit together only with a shared cache such as Redis.
 """
 
 from __future__ import annotations

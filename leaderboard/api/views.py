@@ -49,7 +49,7 @@ class Pagination(PageNumberPagination):
 
 
 def split_for_viewer(split_id: int, user) -> Split:
-    """A split of a benchmark the user may see; NotFound otherwise."""
+    """Return the split if its benchmark is visible to the user; raise NotFound otherwise."""
     benchmarks = selectors.benchmark_list(user=user)
     split = Split.objects.select_related("benchmark").filter(pk=split_id, benchmark__in=benchmarks).first()
     if split is None:

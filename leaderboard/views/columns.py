@@ -41,7 +41,7 @@ def split_key(key: str) -> tuple[str, str]:
 
 
 def column_for(key: str) -> Column | None:
-    """The column of a flat metric key, or None for a key that names no known metric."""
+    """Return the column of a flat metric key, or None for a key that names no known metric."""
     base, kind = split_key(key)
     try:
         info = metric_info(base)
@@ -60,8 +60,8 @@ def _order(column: Column) -> tuple:
     return (position, k, kind, column.key)
 
 
-# Mask IoU is defined for foreground layers only and is reported as `miou` and `miou_occ`,
-# and Pass-rate@K over all samples; their per-kind copies are left off the leaderboard.
+# The leaderboard shows mask IoU (foreground only) as `miou` and `miou_occ`, and
+# Pass-rate@K over all samples. It leaves out their per-kind copies.
 LEADERBOARD_SKIPPED_BASES = ("miou", "miou_occ", "pass_rate")
 
 
@@ -96,14 +96,14 @@ def selector_ordering(ordering: str) -> str:
 
 
 def format_value(value: float | None, decimals: int) -> str:
-    """A metric value at display precision; an en dash where it is undefined."""
+    """Format a metric value at display precision, or an en dash where it is undefined."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     return f"{value:.{decimals}f}"
 
 
 def format_interval(interval, decimals: int) -> str:
-    """A confidence interval as `[lo, hi]`; empty where there is none."""
+    """Format a confidence interval as `[lo, hi]`, or an empty string where there is none."""
     if not interval or interval[0] is None or interval[1] is None:
         return ""
     lo, hi = interval
@@ -111,7 +111,7 @@ def format_interval(interval, decimals: int) -> str:
 
 
 def format_cell(column: Column, value, interval) -> dict:
-    """The template's view of one value: text, interval text and the value to sort by."""
+    """Build the template's view of one value: text, interval text and the value to sort by."""
     text = format_value(value, column.decimals)
     return {
         "key": column.key,

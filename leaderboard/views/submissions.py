@@ -55,6 +55,7 @@ def submit(request: HttpRequest) -> HttpResponse:
             try:
                 submission = _create(request, form)
             except services.ServiceError as error:
+                logger.info("upload by user %s rejected: %s (%s)", request.user.pk, error.code, error.message)
                 form.add_error("file" if error.code == "upload_too_large" else None, error.message)
                 status = error.status
             else:
@@ -133,6 +134,7 @@ def submission_cancel(request: HttpRequest, submission_id: int) -> HttpResponse:
     except services.NotFound:
         raise
     except services.ServiceError as error:
+        logger.info("cancel of submission %s by user %s rejected: %s", submission.pk, request.user.pk, error.code)
         messages.error(request, error.message)
     else:
         messages.success(request, "Scoring cancelled.")

@@ -5,9 +5,13 @@ from __future__ import annotations
 import os
 
 import pytest
+import torch
 
 # Nothing in these tests may download weights; open_clip and huggingface_hub honour this.
 os.environ["HF_HUB_OFFLINE"] = "1"
+# Test processes share the cores with each other. One intra-op thread per process avoids
+# oversubscription, which slowed the small forward passes here tenfold.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

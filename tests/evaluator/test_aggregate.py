@@ -351,3 +351,13 @@ def test_compare_paired_pass_rate():
     assert result["mean_b"] == 0.0
     assert result["difference"] == pytest.approx((0.5 + 0.5 + 0.0 + 0.5 + 0.5) / 5)
     assert result["a_better_share"] > 0.95
+
+
+def test_scored_table_survives_parquet(tmp_path):
+    scored = add_quality(hand_made_table(), CONFIG)
+    path = tmp_path / "samples.parquet"
+    scored.to_parquet(path)
+    loaded = pd.read_parquet(path)
+    assert str(loaded["passed"].dtype) == "boolean"
+    assert loaded["passed"].isna().sum() == 2
+    assert aggregate_samples(loaded, FID, CONFIG) == aggregate_samples(hand_made_table(), FID, CONFIG)

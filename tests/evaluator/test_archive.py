@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 
-from evaluator.archive import MIB, ArchiveError, ArchiveLimits, SafeZip
+from evaluator.archive import MIB, ArchiveError, ArchiveLimits, SafeZip, _count_central_directory
 from tests.evaluator.zips import (
     Entry,
     corrupt_member_data,
@@ -157,6 +157,20 @@ def test_member_count_limit(tmp_path):
             ("zip_too_many_members", "many.zip", "at most 3", "more than 3"),
         ]
         assert not archive.readable
+
+
+def test_central_directory_count_stops_past_limit():
+    data = zip_bytes([(f"{i}.png", b"x") for i in range(10)])
+    assert _count_central_directory(io.BytesIO(data), len(data), limit=3) == 4
+    assert _count_central_directory(io.BytesIO(data), len(data), limit=100) == 10
+    assert _count_central_directory(io.BytesIO(b"no zip"), 6, limit=100) is None
+
+
+def test_central_directory_count_with_prepended_data():
+    data = b"#!/bin/sh stub\n" * 10 + zip_bytes([("a.png", b"x"), ("b.png", b"y")])
+    assert _count_central_directory(io.BytesIO(data), len(data), limit=100) == 2
+    with SafeZip(io.BytesIO(data)) as archive:
+        assert archive.read("b.png") == b"y"
 
 
 def test_member_count_limit_zip64(tmp_path):

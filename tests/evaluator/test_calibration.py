@@ -233,6 +233,10 @@ def test_calibrate_command_with_preferences(tmp_path, capsys):
     preferences_path = tmp_path / "preferences.jsonl"
     preferences = synthetic_preferences(tables, 400, seed=50, per_sample=True)
     preferences.to_json(preferences_path, orient="records", lines=True)
+    for index, name in enumerate(tables):
+        report_path = tmp_path / f"{name}.report.json"
+        report_path.write_text(json.dumps({"hpa": {"value": 0.3 + 0.1 * index, "ci": None}}))
+        arguments += ["--report", f"{name}={report_path}"]
     out = tmp_path / "calibration.json"
 
     status = main(["calibrate", *arguments, "--judgments", str(preferences_path), "--out", str(out)])
@@ -245,3 +249,42 @@ def test_calibrate_command_with_preferences(tmp_path, capsys):
     assert stored["human"] is True
     assert stored["threshold"] == BASE.threshold
     assert sorted(stored["fit"]["elo"]) == list(ENTRY_SHIFTS)
+    hpa_row = stored["agreement"][-1]
+    assert hpa_row["metric"] == "hpa (reports)"
+    assert hpa_row["count"] == 5
+    assert hpa_row["spearman"] == pytest.approx(1.0)
+
+
+def test_entry_level_preferences_fit():
+    tables = entry_tables(100)
+    preferences = synthetic_preferences(tables, 600, seed=60, per_sample=False)
+    fit = fit_from_preferences(pd.concat(tables.values(), ignore_index=True), preferences, BASE, "v", "s")
+    elo = fit.fit["elo"]
+    assert sorted(elo, key=elo.get) == list(ENTRY_SHIFTS)
+    assert sum(fit.calibration.pass_weights.values()) == pytest.approx(1.0)
+    assert min(fit.calibration.pass_weights.values()) >= 0.0
+
+
+def test_preference_on_unknown_sample_rejected():
+    tables = entry_tables(30)
+    preferences = synthetic_preferences(tables, 40, seed=61, per_sample=True)
+    preferences.loc[3, "sample_id"] = "s999"
+    with pytest.raises(JudgmentError) as error:
+        fit_from_preferences(pd.concat(tables.values(), ignore_index=True), preferences, BASE, "v", "s")
+    entry = preferences.loc[3, "entry_a"]
+    assert str(error.value) == (
+        f"preference on sample s999 names {entry}, which has no such sample; "
+        "check the sample_id or pass that entry's full table"
+    )
+
+
+def test_report_option_rejected_for_labels(tmp_path, capsys):
+    table = synthetic_samples(30, 1, seed=70)
+    samples_path = tmp_path / "method.parquet"
+    table.to_parquet(samples_path)
+    labels_path = tmp_path / "labels.csv"
+    synthetic_labels(table, seed=71).to_csv(labels_path, index=False)
+    status = main(["calibrate", "--samples", str(samples_path), "--judgments", str(labels_path),
+                   "--out", str(tmp_path / "out.json"), "--report", f"m={tmp_path / 'r.json'}"])
+    assert status == 1
+    assert capsys.readouterr().out == "error: --report applies to pairwise preferences only; drop it for pass/fail labels\n"

@@ -21,7 +21,7 @@ def split_path(tmp_path_factory):
 
 
 def blur(layer: np.ndarray) -> np.ndarray:
-    planes = torch.from_numpy(layer).permute(2, 0, 1)
+    planes = torch.from_numpy(layer.copy()).permute(2, 0, 1)
     return torchvision.transforms.functional.gaussian_blur(planes, kernel_size=9, sigma=3.0).permute(1, 2, 0).numpy()
 
 
@@ -59,7 +59,7 @@ def score(split_path, zip_path, config, context, cache_dir, chunks=1, workers=0)
     results = [
         score_chunk(split, submission, int(start), int(stop), config, cache_dir=cache_dir, workers=workers,
                     context=context)
-        for start, stop in zip(bounds[:-1], bounds[1:])
+        for start, stop in zip(bounds[:-1], bounds[1:], strict=True)
     ]
     return results
 
@@ -171,7 +171,9 @@ def test_amodal_mask_sample(tmp_path, tiny_config, scoring_context):
     result = score_submission(tmp_path / "split", zip_path, config=tiny_config, weights_dir=scoring_context.weights_dir,
                               progress=False, device="cpu", workers=0, cache_dir=tmp_path / "cache")
     row = result.samples.iloc[0]
-    assert math.isnan(row["lpips_vis"]) and math.isnan(row["dir"]) and math.isnan(row["lpips_comp"])
+    assert math.isnan(row["lpips_vis"])
+    assert math.isnan(row["dir"])
+    assert math.isnan(row["lpips_comp"])
     assert row["iou"] == pytest.approx(0.5)
     assert row["iou_occ"] == 0.0
     assert result.fid == {}

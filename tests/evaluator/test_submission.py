@@ -166,6 +166,13 @@ def test_many_missing_samples_format_capped(tmp_path):
     assert len(text.splitlines()) == 22
 
 
+def test_missing_sample_inside_wrapping_folder(tmp_path, split):
+    report = check(tmp_path, split, layers_entries(["preds/s0.png", "preds/s1.png"]))
+    assert fields_of(report) == [
+        ("sample_missing", "preds/s2.png", "preds/s2.png or preds/s2/0.png", "no such file"),
+    ]
+
+
 def test_unknown_sample(tmp_path, split):
     report = check(tmp_path, split, layers_entries(["s0.png", "s1.png", "s2.png", "s9.png"]))
     assert [str(p) for p in report.problems] == [
@@ -373,6 +380,25 @@ def test_invalid_submission_raises_with_report(tmp_path, split):
         SubmissionArchive(path, split)
     assert [p.code for p in caught.value.report.problems] == ["sample_missing", "sample_missing"]
     assert str(caught.value).startswith("invalid submission\n2 problems:\n- s1.png: sample has no prediction")
+
+
+def test_skipping_image_checks_defers_to_read(tmp_path, split):
+    entries = [Entry("s0.png", rgba_png(random_layer(0))[:-40])] + layers_entries(["s1.png", "s2.png"])
+    path = write_zip(tmp_path / "sub.zip", entries)
+    with pytest.raises(SubmissionError):
+        SubmissionArchive(path, split)
+    with SubmissionArchive(path, split, check_images=False) as archive:
+        np.testing.assert_array_equal(archive.read_candidate("s1", 0), random_layer(0))
+        with pytest.raises(SubmissionError) as caught:
+            archive.read_candidate("s0", 0)
+    assert [(p.code, p.file) for p in caught.value.report.problems] == [("image_unreadable", "s0.png")]
+
+
+def test_skipping_image_checks_keeps_name_checks(tmp_path, split):
+    path = write_zip(tmp_path / "sub.zip", layers_entries(["s0.png", "s1.png"]))
+    with pytest.raises(SubmissionError) as caught:
+        SubmissionArchive(path, split, check_images=False)
+    assert [p.code for p in caught.value.report.problems] == ["sample_missing"]
 
 
 def _read_all(archive):

@@ -240,6 +240,7 @@ def test_create_quota_exceeded(token_api, demo_split, cutout_zip):
     next_slot = timezone.datetime.fromisoformat(error["details"]["next_slot_at"])
     assert error["details"]["next_slot_at"].endswith("Z")
     assert abs(next_slot - (before + timedelta(hours=24))) < timedelta(seconds=30)
+    assert 24 * 3600 - 60 <= int(response["Retry-After"]) <= 24 * 3600
 
 
 def test_create_closed_split(token_api, demo_split, cutout_zip):

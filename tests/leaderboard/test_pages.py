@@ -259,7 +259,8 @@ def test_my_submissions_lists_own(client, user, entries):
     html = response.content.decode()
     assert response.status_code == 200
     assert "Middle" in html
-    assert "Weak" not in html and "Strong" not in html
+    assert "Weak" not in html
+    assert "Strong" not in html
     assert 'data-status-url="/submissions/status.json"' in html
 
 

@@ -1,0 +1,209 @@
+"""Throughput, cache effect and memory of the scoring pipeline.
+
+Measures, on one synthetic split of `--samples` samples of `--size` pixels:
+
+1. `batched`: `score_submission` with a cold ground-truth cache (loader workers,
+   batched forward passes);
+2. `warm`: a second submission on the same split, ground-truth cache warm;
+3. `naive`: a per-sample loop computing the same metrics with batch size 1, no
+   cache and no loader workers, checked against the batched values;
+4. with `--rss`, peak resident memory of scoring `--samples` and 10x that many
+   samples, each in a fresh process.
+
+Stand-in weights for the config are written to a temporary folder unless
+`--weights` is given. Example (the CPU run whose numbers are in
+benchmarks/results/score.md):
+
+    python benchmarks/score_throughput.py --samples 500 --size 256 --config test-tiny --rss
+    python benchmarks/score_throughput.py --device cuda --size 512 --config reflade-v1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+from evaluator.config import load_config  # noqa: E402
+from evaluator.fid import FidStats, frechet_distance  # noqa: E402
+from evaluator.metrics.images import (  # noqa: E402
+    amodal_ious,
+    amodal_mask,
+    background_bytes,
+    prepare_layer,
+    prepare_mask,
+    restrict,
+)
+from evaluator.metrics.networks import make_test_weights  # noqa: E402
+from evaluator.metrics.scoring import MetricNetworks, completion_direction, pick_device  # noqa: E402
+from evaluator.pipeline import score_submission  # noqa: E402
+from evaluator.split import Split  # noqa: E402
+from evaluator.submission import SubmissionArchive, write_submission  # noqa: E402
+from evaluator.synthetic.engine import make_synthetic_split  # noqa: E402
+
+
+def make_inputs(folder: Path, samples: int, size: int) -> tuple[Path, Path, Path]:
+    """A split and two single-candidate submissions: darkened and brightened ground truth."""
+    split_path = make_synthetic_split(folder, samples=samples, size=size, seed=0)
+    split = Split(split_path)
+
+    def shifted(factor: float):
+        for sample in split:
+            layer = split.read_gt_layer(sample).copy()
+            layer[..., :3] = np.clip(layer[..., :3] * factor, 0, 255).astype(np.uint8)
+            yield sample.sample_id, [layer]
+
+    first = write_submission(folder / "first.zip", shifted(0.8))
+    second = write_submission(folder / "second.zip", shifted(1.2))
+    return split_path, first, second
+
+
+def naive_score(split_path: Path, zip_path: Path, config, weights_dir: Path, device) -> tuple[dict, dict]:
+    """Score sample by sample with batch size 1; return metrics per sample id and FID per layer kind."""
+    networks = MetricNetworks(weights_dir, config, device, batch_size=1)
+    split = Split(split_path)
+    submission = SubmissionArchive(zip_path, split, config.max_candidates)
+    background = background_bytes(config.i_bkgd)
+    size = config.eval_size
+    dims = int(config.inception.get("dims", 2048))
+    stats = {kind: (FidStats.empty(dims), FidStats.empty(dims)) for kind in ("foreground", "background")}
+    values = {}
+    for sample in split:
+        layer = split.read_gt_layer(sample)
+        visible = split.read_gt_visible(sample)
+        truth = prepare_layer(layer, size, background)
+        visible_eval = prepare_mask(visible, size)
+        truth_visible = restrict(truth, visible_eval, background)
+        truth_mask = amodal_mask(layer)
+        nothing_hidden = np.array([not (truth_mask & ~visible).any()])
+        f_g = networks.clip_embedding(truth[None])
+        f_gv = networks.clip_embedding(truth_visible[None])
+
+        candidate = submission.read_candidate(sample.sample_id, 0)
+        predicted = prepare_layer(candidate, size, background)
+        predicted_visible = restrict(predicted, visible_eval, background)
+        iou, iou_occ = amodal_ious(amodal_mask(candidate), truth_mask, visible)
+        values[sample.sample_id] = {
+            "lpips_vis": networks.lpips_distance(truth_visible[None], predicted_visible[None])[0],
+            "dir": completion_direction(f_g, f_gv, networks.clip_embedding(predicted[None]), nothing_hidden)[0],
+            "lpips_comp": networks.lpips_distance(predicted[None], truth[None])[0],
+            "iou": iou,
+            "iou_occ": iou_occ,
+        }
+        predicted_stats, truth_stats = stats[sample.layer_kind]
+        predicted_stats.add_features(networks.inception_features(predicted[None]))
+        truth_stats.add_features(networks.inception_features(truth[None]))
+    return values, {kind: frechet_distance(*pair) for kind, pair in stats.items()}
+
+
+def timed(function, *args, **kwargs):
+    started = time.perf_counter()
+    result = function(*args, **kwargs)
+    return result, time.perf_counter() - started
+
+
+def peak_rss_mib() -> dict:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"main_mib": round(own, 1), "largest_worker_mib": round(children, 1)}
+
+
+def measure_rss(args, weights_dir: Path, samples: int) -> dict:
+    """Score `samples` samples in a fresh process and return its peak RSS."""
+    command = [
+        sys.executable, __file__, "--rss-child", "--samples", str(samples), "--size", str(args.size),
+        "--config", args.config, "--weights", str(weights_dir), "--workers", str(args.workers),
+    ]
+    if args.threads:
+        command += ["--threads", str(args.threads)]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def rss_child(args) -> None:
+    config = load_config(args.config)
+    with tempfile.TemporaryDirectory() as folder:
+        split_path, first, _ = make_inputs(Path(folder), args.samples, args.size)
+        _, seconds = timed(score_submission, split_path, first, config=config, weights_dir=args.weights,
+                           progress=False, device=args.device, workers=args.workers,
+                           cache_dir=Path(folder) / "cache")
+    print(json.dumps({"samples": args.samples, "seconds": round(seconds, 1), **peak_rss_mib()}))
+
+
+def compare(batched, naive_values: dict, naive_fid: dict) -> dict:
+    table = batched.samples[batched.samples["candidate"] == 0].set_index("sample_id")
+    differences = {}
+    for name in ("lpips_vis", "dir", "lpips_comp", "iou", "iou_occ"):
+        ours = table[name].to_numpy()
+        theirs = np.array([naive_values[sample_id][name] for sample_id in table.index])
+        both = ~(np.isnan(ours) | np.isnan(theirs))
+        if (np.isnan(ours) != np.isnan(theirs)).any():
+            differences[name] = "NaN pattern differs"
+        else:
+            differences[name] = float(np.abs(ours[both] - theirs[both]).max(initial=0.0))
+    for kind, value in naive_fid.items():
+        differences[f"fid_{kind}_relative"] = abs(batched.fid[f"{kind}/all/all"] - value) / max(abs(value), 1e-12)
+    return differences
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=500)
+    parser.add_argument("--size", type=int, default=256, help="image side of the synthetic split in pixels")
+    parser.add_argument("--config", default="test-tiny", help="benchmark config name or .json path")
+    parser.add_argument("--weights", help="weights folder (default: stand-ins written to a temporary folder)")
+    parser.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    parser.add_argument("--workers", type=int, default=1, help="loader processes of the batched pipeline")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's own)")
+    parser.add_argument("--rss", action="store_true", help="also measure peak RSS at --samples and 10x")
+    parser.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.rss_child:
+        rss_child(args)
+        return
+
+    config = load_config(args.config)
+    device = pick_device(args.device)
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        weights_dir = Path(args.weights) if args.weights else folder / "weights"
+        if not args.weights:
+            make_test_weights(weights_dir, config)
+        (split_path, first, second), setup_seconds = timed(make_inputs, folder / "data", args.samples, args.size)
+        common = dict(config=config, weights_dir=weights_dir, progress=False, device=str(device),
+                      workers=args.workers, cache_dir=folder / "cache")
+        batched, batched_seconds = timed(score_submission, split_path, first, **common)
+        _, warm_seconds = timed(score_submission, split_path, second, **common)
+        (naive_values, naive_fid), naive_seconds = timed(naive_score, split_path, first, config, weights_dir, device)
+        result = {
+            "samples": args.samples, "size": args.size, "config": config.name, "eval_size": config.eval_size,
+            "device": str(device), "threads": torch.get_num_threads(), "workers": args.workers,
+            "setup_seconds": round(setup_seconds, 1),
+            "batched_seconds": round(batched_seconds, 2),
+            "warm_seconds": round(warm_seconds, 2),
+            "naive_seconds": round(naive_seconds, 2),
+            "naive_over_batched": round(naive_seconds / batched_seconds, 2),
+            "warm_over_batched": round(warm_seconds / batched_seconds, 3),
+            "max_abs_difference_naive_vs_batched": compare(batched, naive_values, naive_fid),
+        }
+        if args.rss:
+            result["rss"] = [measure_rss(args, weights_dir, n) for n in (args.samples, 10 * args.samples)]
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

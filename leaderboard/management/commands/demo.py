@@ -1,0 +1,242 @@
+"""`python manage.py demo`: the embedded mode in one command.
+
+Migrates the database, writes stand-in weights if the weights folder is empty,
+hosts a synthetic demo benchmark, creates a demo account and a staff account,
+starts the web server and a Celery worker (with the reaper) as child processes,
+submits the prompt cut-out baseline, prints the address and logins, and runs
+until Ctrl-C. `--no-serve` builds everything, scores the baseline in this
+process and exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.files import File
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+from leaderboard.management.commands.run_worker import worker_command
+from leaderboard.models import Benchmark, Split, Submission
+from leaderboard.services import benchmark_create, split_import, submission_create
+
+logger = logging.getLogger(__name__)
+
+BENCHMARK_SLUG = "demo"
+SPLIT_NAME = "val"
+DEMO_USER = "demo"
+STAFF_USER = "admin"
+BASELINE_METHOD = "Prompt cut-out (baseline)"
+
+
+class Command(BaseCommand):
+    help = "Build and run the demo: synthetic benchmark, accounts, web server, worker, baseline."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--port", type=int, default=8000, help="web server port on 127.0.0.1 (default 8000)")
+        parser.add_argument("--samples", type=int, default=48, help="samples in the demo split (default 48)")
+        parser.add_argument("--size", type=int, default=128, help="image side of the demo split in pixels (default 128)")
+        parser.add_argument("--config", default="test-tiny", help="benchmark config of the demo (default test-tiny)")
+        parser.add_argument("--no-serve", action="store_true", help="build everything, score the baseline here and exit")
+
+    def handle(self, *args, **options):
+        call_command("migrate", interactive=False, verbosity=0)
+        ensure_weights(options["config"], self.stdout)
+        split = ensure_demo_split(options["samples"], options["size"], options["config"])
+        demo_password = reset_user(DEMO_USER, staff=False)
+        staff_password = reset_user(STAFF_USER, staff=True)
+
+        if options["no_serve"]:
+            submit_baseline(split, eager=True)
+            self.print_logins(None, demo_password, staff_password)
+            return
+
+        stop_on_signals()
+        children = start_children(options["port"])
+        try:
+            submit_baseline(split, eager=False)
+            self.print_logins(f"http://127.0.0.1:{options['port']}/", demo_password, staff_password)
+            wait_for_children(children)
+        except KeyboardInterrupt:
+            self.stdout.write("stopping")
+        finally:
+            stop_children(children)
+
+    def print_logins(self, address: str | None, demo_password: str, staff_password: str) -> None:
+        if address:
+            self.stdout.write(self.style.SUCCESS(f"RefLade demo running at {address}  (Ctrl-C stops it)"))
+        self.stdout.write(f"  researcher login: {DEMO_USER} / {demo_password}")
+        self.stdout.write(f"  staff login:      {STAFF_USER} / {staff_password}  (admin at /admin/)")
+
+
+def ensure_weights(config: str, stdout) -> Path:
+    """Write stand-in metric weights when the weights folder is missing or empty."""
+    folder = Path(settings.REFLADE_WEIGHTS)
+    if folder.is_dir() and any(folder.iterdir()):
+        return folder
+    stdout.write(f"writing stand-in weights for {config} to {folder}")
+    subprocess.run(
+        [sys.executable, "-m", "evaluator", "weights", "make-test", "--dir", str(folder), "--config", config],
+        check=True,
+    )
+    return folder
+
+
+def ensure_demo_split(samples: int, size: int, config: str) -> Split:
+    """The synthetic `demo/val` split, generated and imported on the first run only."""
+    from evaluator.synthetic import make_synthetic_split
+
+    benchmark = Benchmark.objects.filter(slug=BENCHMARK_SLUG).first()
+    if benchmark is None:
+        benchmark = benchmark_create(
+            slug=BENCHMARK_SLUG,
+            name="RefLade demo",
+            description=(
+                "Synthetic scenes from the RefLade data engine: photographs with drawn objects, "
+                "exact ground truth, all six prompt types."
+            ),
+            config=config,
+        )
+    split = benchmark.splits.filter(name=SPLIT_NAME).first()
+    if split is not None:
+        return split
+    folder = settings.DATA_DIR / "demo-splits"
+    path = make_synthetic_split(folder, samples=samples, size=size, seed=0, name=SPLIT_NAME, overwrite=True)
+    return split_import(benchmark=benchmark, name=SPLIT_NAME, path=path, visibility="public")
+
+
+def reset_user(username: str, staff: bool) -> str:
+    """Create the account or give it a new random password; return the password."""
+    password = secrets.token_urlsafe(9)
+    user, _ = get_user_model().objects.get_or_create(username=username)
+    user.is_staff = staff
+    user.is_superuser = staff
+    user.set_password(password)
+    user.save()
+    return password
+
+
+def write_cutout_zip(split: Split, out: Path) -> Path:
+    """The prompt cut-out baseline's zip for the split, from the reference model's baselines."""
+    from leaderboard.tasks import ground_truth_path
+
+    try:
+        from reference_model.baselines import write_baseline
+    except ImportError:
+        write_baseline = None
+    if write_baseline is not None:
+        return write_baseline("cutout", ground_truth_path(split), out)
+
+    from evaluator.split import Split as SplitPackage
+    from evaluator.submission import write_submission
+
+    # NOTE: without reference_model the cut-out is the visible part of the ground truth.
+    with SplitPackage(ground_truth_path(split)) as package:
+        predictions = (
+            (sample.sample_id, [_visible_layer(package, sample)]) for sample in package
+        )
+        return write_submission(out, predictions, {"method": "baseline:cutout"})
+
+
+def _visible_layer(package, sample):
+    import numpy as np
+
+    alpha = np.where(package.read_gt_visible(sample), 255, 0).astype(np.uint8)
+    return np.dstack([package.read_image(sample), alpha])
+
+
+def submit_baseline(split: Split, eager: bool) -> Submission | None:
+    """Submit the cut-out baseline as the staff account, once per split.
+
+    `eager` runs the Celery tasks in this process (for `--no-serve`); otherwise the
+    worker child scores it.
+    """
+    if Submission.objects.filter(split=split, is_baseline=True, method_name=BASELINE_METHOD).exists():
+        return None
+    from leaderboard.celery import app
+
+    owner = get_user_model().objects.get(username=STAFF_USER)
+    with tempfile.TemporaryDirectory(prefix="reflade-demo-") as scratch:
+        path = write_cutout_zip(split, Path(scratch) / "cutout.zip")
+        previous = app.conf.task_always_eager
+        app.conf.task_always_eager = eager
+        try:
+            with open(path, "rb") as handle:
+                submission = submission_create(
+                    user=owner,
+                    split=split,
+                    uploaded_file=File(handle, name="cutout.zip"),
+                    method_name=BASELINE_METHOD,
+                    description="The input image inside the prompt's region; no completion of hidden parts.",
+                    is_baseline=True,
+                )
+        finally:
+            app.conf.task_always_eager = previous
+    evaluation = submission.evaluations.get()
+    if eager and evaluation.state != "finished":
+        raise CommandError(f"the baseline was not scored: {evaluation.state}\n{evaluation.staff_detail}")
+    return submission
+
+
+def stop_on_signals() -> None:
+    """Turn SIGINT and SIGTERM into KeyboardInterrupt, so the children are always stopped.
+
+    A shell that starts this command in the background sets SIGINT to ignored, and
+    a process manager stops it with SIGTERM; both should stop the demo cleanly.
+    """
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def child_environment() -> dict[str, str]:
+    """The environment of the children, pinned to this process's data folder."""
+    env = dict(os.environ)
+    env["REFLADE_DATA_DIR"] = str(settings.DATA_DIR)
+    env["REFLADE_WEIGHTS"] = str(settings.REFLADE_WEIGHTS)
+    env.setdefault("DJANGO_SETTINGS_MODULE", "leaderboard.settings")
+    return env
+
+
+def start_children(port: int) -> list[subprocess.Popen]:
+    env = child_environment()
+    manage = Path(settings.BASE_DIR) / "manage.py"
+    web = subprocess.Popen([sys.executable, str(manage), "runserver", f"127.0.0.1:{port}", "--noreload"], env=env)
+    worker = subprocess.Popen(worker_command("default,gpu", "solo", beat=True), env=env)
+    logger.info("demo started the web server (pid %s) and the worker (pid %s)", web.pid, worker.pid)
+    return [web, worker]
+
+
+def wait_for_children(children: list[subprocess.Popen]) -> None:
+    """Return when a child exits; the other is stopped by the caller."""
+    while all(child.poll() is None for child in children):
+        time.sleep(0.5)
+    for child in children:
+        if child.returncode is not None:
+            raise CommandError(f"child process {child.args[1:3]} exited with status {child.returncode}")
+
+
+def stop_children(children: list[subprocess.Popen]) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    for child in children:
+        try:
+            child.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            logger.warning("child %s did not stop within 20 s; killing it", child.pid)
+            child.kill()
+            child.wait()

@@ -1,0 +1,86 @@
+import json
+import math
+import zipfile
+
+import pandas as pd
+import pytest
+
+from evaluator.cli import main
+from evaluator.pipeline import UNVERIFIED_WEIGHTS, score_submission
+from evaluator.split import Split
+from evaluator.submission import write_submission
+from evaluator.synthetic.engine import make_synthetic_split
+
+
+@pytest.fixture(scope="module")
+def split_and_zip(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    split_path = make_synthetic_split(folder, samples=6, size=48, seed=2)
+    split = Split(split_path)
+    predictions = []
+    for sample in split:
+        layer = split.read_gt_layer(sample)
+        shifted = layer.copy()
+        shifted[..., :3] //= 2
+        predictions.append((sample.sample_id, [shifted, layer]))
+    return split_path, write_submission(folder / "pred.zip", predictions)
+
+
+def run_cli(split_path, zip_path, out, weights, cache, *extra):
+    return main([
+        "score", "--split", str(split_path), "--predictions", str(zip_path), "--out", str(out),
+        "--config", "test-tiny", "--weights", str(weights), "--device", "cpu", "--workers", "0",
+        "--cache", str(cache), *extra,
+    ])
+
+
+def test_cli_matches_library(split_and_zip, stand_in_weights, tmp_path, capsys):
+    split_path, zip_path = split_and_zip
+    assert run_cli(split_path, zip_path, tmp_path / "out", stand_in_weights, tmp_path / "cache") == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"WARNING: {UNVERIFIED_WEIGHTS}\n")
+    assert "foreground (" in printed
+    assert f"wrote {tmp_path / 'out'}/report.json and {tmp_path / 'out'}/samples.parquet" in printed
+
+    library = score_submission(split_path, zip_path, config="test-tiny", weights_dir=stand_in_weights,
+                               progress=False, device="cpu", workers=0, cache_dir=tmp_path / "cache")
+    written = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert written["report"] == json.loads(json.dumps(library.report))
+    assert written["weights"] == {"fingerprint": library.provenance["weights"]["fingerprint"], "verified": False}
+    assert written["warnings"] == [UNVERIFIED_WEIGHTS]
+    for name, value in library.fid.items():
+        assert written["fid"][name] == (None if math.isnan(value) else value)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "out" / "samples.parquet"), library.samples)
+
+
+def test_cli_summary_values(split_and_zip, stand_in_weights, tmp_path, capsys):
+    split_path, zip_path = split_and_zip
+    assert run_cli(split_path, zip_path, tmp_path / "out", stand_in_weights, tmp_path / "cache") == 0
+    printed = capsys.readouterr().out
+    report = json.loads((tmp_path / "out" / "report.json").read_text())["report"]
+    lpips_vis = report["layer_kinds"]["foreground"]["metrics"]["lpips_vis"]
+    assert f"  lpips_vis      {lpips_vis['value']:.4f} [{lpips_vis['ci'][0]:.4f}, " in printed
+
+
+def test_cli_invalid_submission(split_and_zip, stand_in_weights, tmp_path, capsys):
+    split_path, zip_path = split_and_zip
+    broken = tmp_path / "broken.zip"
+    with zipfile.ZipFile(zip_path) as source, zipfile.ZipFile(broken, "w") as target:
+        for item in source.infolist()[1:]:
+            target.writestr(item, source.read(item))
+    assert run_cli(split_path, broken, tmp_path / "out", stand_in_weights, tmp_path / "cache") == 1
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"invalid submission {broken}\n")
+    assert "problem" in printed.splitlines()[1]
+    assert not (tmp_path / "out" / "report.json").exists()
+
+
+def test_cli_missing_weights(split_and_zip, tmp_path, capsys):
+    split_path, zip_path = split_and_zip
+    empty = tmp_path / "weights"
+    empty.mkdir()
+    assert run_cli(split_path, zip_path, tmp_path / "out", empty, tmp_path / "cache") == 1
+    assert capsys.readouterr().err == (
+        f"error: manifest.json not found in {empty}; run `python -m evaluator weights fetch --dir {empty}`, "
+        f"or `python -m evaluator weights check --dir {empty} --write-manifest` for files copied in by hand\n"
+    )

@@ -1,0 +1,183 @@
+"""Tasks run in this process: validation outcomes, chunk upserts, cancel and the reaper.
+
+Task functions are called directly here; `test_end_to_end.py` runs them in a worker.
+"""
+
+from datetime import timedelta
+
+import pytest
+from django.test import override_settings
+from django.utils import timezone
+
+from leaderboard import selectors, services
+from leaderboard.models import ChunkResult, Evaluation, EvaluationState
+from leaderboard.tasks import (
+    aggregate_evaluation_task,
+    reap_stale_evaluations,
+    score_chunk_task,
+    validate_submission_task,
+)
+from tests.leaderboard.conftest import upload
+
+S = EvaluationState
+
+
+@pytest.fixture
+def evaluation(demo_split, user, cutout_zip):
+    submission = services.submission_create(
+        user=user, split=demo_split, uploaded_file=upload(cutout_zip), method_name="cut-out"
+    )
+    return submission.evaluations.get()
+
+
+def set_state(evaluation, state, **fields):
+    Evaluation.objects.filter(pk=evaluation.pk).update(state=state, **fields)
+    evaluation.refresh_from_db()
+    return evaluation
+
+
+def test_validation_rejects_invalid_zip(demo_split, user, invalid_zip):
+    submission = services.submission_create(
+        user=user, split=demo_split, uploaded_file=upload(invalid_zip), method_name="bad"
+    )
+    evaluation = submission.evaluations.get()
+
+    validate_submission_task(evaluation.pk)
+
+    evaluation.refresh_from_db()
+    assert evaluation.state == S.FAILED
+    assert evaluation.failure_kind == "user"
+    assert not evaluation.counts_for_quota
+    assert len(evaluation.validation_problems) == 7
+    assert evaluation.validation_problems[0]["code"] == "sample_missing"
+    assert evaluation.user_message == (
+        "The submission is invalid: 7 problems found. Fix them and upload again; "
+        "this upload does not count against your quota."
+    )
+
+
+def test_validation_skips_cancelled(evaluation):
+    set_state(evaluation, S.CANCELLED)
+    validate_submission_task(evaluation.pk)
+    evaluation.refresh_from_db()
+    assert evaluation.state == S.CANCELLED
+
+
+def test_chunk_result_upsert_overwrites(evaluation):
+    set_state(evaluation, S.SCORING, chunks_total=3)
+
+    assert services.chunk_result_store(evaluation_id=evaluation.pk, chunk=1, payload=b"first")
+    assert services.chunk_result_store(evaluation_id=evaluation.pk, chunk=1, payload=b"retry")
+
+    rows = ChunkResult.objects.filter(evaluation=evaluation)
+    assert rows.count() == 1
+    assert bytes(rows.get().payload) == b"retry"
+    evaluation.refresh_from_db()
+    assert evaluation.chunks_done == 1
+    assert evaluation.progress == pytest.approx(1 / 3)
+
+
+def test_chunk_result_progress_counts_chunks(evaluation):
+    set_state(evaluation, S.SCORING, chunks_total=2)
+    before = timezone.now()
+    services.chunk_result_store(evaluation_id=evaluation.pk, chunk=0, payload=b"a")
+    services.chunk_result_store(evaluation_id=evaluation.pk, chunk=1, payload=b"b")
+    evaluation.refresh_from_db()
+    assert evaluation.chunks_done == 2
+    assert evaluation.progress == 1.0
+    assert evaluation.heartbeat_at >= before
+
+
+def test_cancelled_evaluation_stores_no_chunk(evaluation, user):
+    set_state(evaluation, S.SCORING, chunks_total=1)
+    services.submission_cancel(submission=evaluation.submission, user=user)
+
+    assert not services.chunk_result_store(evaluation_id=evaluation.pk, chunk=0, payload=b"late")
+    score_chunk_task(evaluation.pk, 0)
+    aggregate_evaluation_task(evaluation.pk)
+
+    assert ChunkResult.objects.filter(evaluation=evaluation).count() == 0
+    evaluation.refresh_from_db()
+    assert evaluation.state == S.CANCELLED
+
+
+def test_aggregation_waits_for_missing_chunks(evaluation):
+    set_state(evaluation, S.SCORING, chunks_total=2)
+    services.chunk_result_store(evaluation_id=evaluation.pk, chunk=0, payload=b"a")
+    aggregate_evaluation_task(evaluation.pk)
+    evaluation.refresh_from_db()
+    assert evaluation.state == S.SCORING
+
+
+def stale(evaluation, state, attempts, age=timedelta(hours=1)):
+    return set_state(evaluation, state, attempts=attempts, heartbeat_at=timezone.now() - age, chunks_total=3)
+
+
+@override_settings(REFLADE_HEARTBEAT_TIMEOUT=600, REFLADE_MAX_ATTEMPTS=3)
+def test_reaper_requeues_stalled_scoring(evaluation, django_capture_on_commit_callbacks):
+    stale(evaluation, S.SCORING, attempts=1)
+    ChunkResult.objects.create(evaluation=evaluation, chunk=0, payload=b"done")
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        counts = reap_stale_evaluations()
+
+    assert counts == {"requeued": 1, "failed": 0, "skipped": 0}
+    assert len(callbacks) == 1  # the chord of the two chunks not yet stored
+    evaluation.refresh_from_db()
+    assert evaluation.state == S.QUEUED
+    assert evaluation.attempts == 2
+    assert evaluation.heartbeat_at > timezone.now() - timedelta(minutes=1)
+    assert evaluation.counts_for_quota
+
+
+@override_settings(REFLADE_HEARTBEAT_TIMEOUT=600, REFLADE_MAX_ATTEMPTS=3)
+def test_reaper_resends_stalled_validation(evaluation, django_capture_on_commit_callbacks):
+    stale(evaluation, S.VALIDATING, attempts=1)
+    with django_capture_on_commit_callbacks() as callbacks:
+        reap_stale_evaluations()
+    assert len(callbacks) == 1
+    evaluation.refresh_from_db()
+    assert evaluation.state == S.UPLOADED
+    assert evaluation.attempts == 2
+
+
+@override_settings(REFLADE_HEARTBEAT_TIMEOUT=600, REFLADE_MAX_ATTEMPTS=3)
+def test_reaper_fails_after_max_attempts(evaluation, user, django_capture_on_commit_callbacks):
+    stale(evaluation, S.AGGREGATING, attempts=3)
+    assert selectors.quota_status(user=user, split=evaluation.submission.split).used == 1
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        counts = reap_stale_evaluations()
+
+    assert counts == {"requeued": 0, "failed": 1, "skipped": 0}
+    assert callbacks == []
+    evaluation.refresh_from_db()
+    assert evaluation.state == S.FAILED
+    assert evaluation.failure_kind == "infrastructure"
+    assert evaluation.user_message == (
+        "Scoring failed on our side; this upload does not count against your quota."
+    )
+    assert "after 3 attempts" in evaluation.staff_detail
+    assert not evaluation.counts_for_quota
+    assert selectors.quota_status(user=user, split=evaluation.submission.split).used == 0
+
+
+@override_settings(REFLADE_HEARTBEAT_TIMEOUT=600, REFLADE_QUEUED_TIMEOUT=6 * 3600)
+def test_reaper_leaves_live_work(evaluation):
+    stale(evaluation, S.SCORING, attempts=1, age=timedelta(minutes=5))
+    assert reap_stale_evaluations() == {"requeued": 0, "failed": 0, "skipped": 0}
+    stale(evaluation, S.QUEUED, attempts=1, age=timedelta(hours=1))
+    assert reap_stale_evaluations() == {"requeued": 0, "failed": 0, "skipped": 0}
+    evaluation.refresh_from_db()
+    assert evaluation.state == S.QUEUED
+    assert evaluation.attempts == 1
+
+
+@override_settings(REFLADE_HEARTBEAT_TIMEOUT=600)
+def test_reaper_skips_evaluation_that_moved(evaluation):
+    stale(evaluation, S.SCORING, attempts=1)
+    cutoff = timezone.now() - timedelta(seconds=600)
+    Evaluation.objects.filter(pk=evaluation.pk).update(heartbeat_at=timezone.now())
+    assert services.evaluation_requeue(evaluation_id=evaluation.pk, stale_before=cutoff) == "skipped"
+    evaluation.refresh_from_db()
+    assert evaluation.state == S.SCORING
