@@ -16,6 +16,7 @@ sample never leave a torn file; the last identical write wins.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import logging
@@ -42,7 +43,7 @@ def resolve_cache_dir(cache_dir: str | Path | None = None) -> Path:
 
 
 def ground_truth_version(split: Split) -> str:
-    """SHA-256 of the manifest bytes and the sorted `gt/` file names with their sizes."""
+    """Hash the manifest bytes and the sorted `gt/` file names with their sizes (SHA-256)."""
     digest = hashlib.sha256(split.read_bytes("manifest.jsonl"))
     if split.path.is_dir():
         gt_root = split.path / "gt"
@@ -51,17 +52,24 @@ def ground_truth_version(split: Split) -> str:
             for path in gt_root.rglob("*") if path.is_file()
         )
     else:
-        with tarfile.open(split.path, "r:*") as tar:
-            names = [(member.name, member.size) for member in tar.getmembers() if member.isfile()]
-        # Names are taken from the `gt` component on, so a folder and its .tar agree.
-        entries = sorted(
-            ("/".join(parts[parts.index("gt"):]), size)
-            for parts, size in ((PurePosixPath(name).parts, size) for name, size in names)
-            if "gt" in parts
-        )
+        status = split.path.stat()
+        entries = _tar_gt_entries(str(split.path.resolve()), status.st_size, status.st_mtime_ns)
     for name, size in entries:
         digest.update(f"\n{name}:{size}".encode())
     return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=8)
+def _tar_gt_entries(path: str, size: int, mtime_ns: int) -> list[tuple[str, int]]:
+    # Listing a large tar reads every header, so the list is kept per file version.
+    with tarfile.open(path, "r:*") as tar:
+        names = [(member.name, member.size) for member in tar.getmembers() if member.isfile()]
+    # Names are taken from the `gt` component on, so a folder and its .tar agree.
+    return sorted(
+        ("/".join(parts[parts.index("gt"):]), member_size)
+        for parts, member_size in ((PurePosixPath(name).parts, member_size) for name, member_size in names)
+        if "gt" in parts
+    )
 
 
 @dataclass

@@ -196,6 +196,11 @@ def score_chunk(
     if not 0 <= start < stop <= len(split):
         raise ValueError(f"chunk [{start}, {stop}) is outside the split's samples [0, {len(split)})")
     context = context or ScoringContext(config, weights_dir, device)
+    if context.config.hash != config.hash:
+        raise ValueError(
+            f"the scoring context was made for config {context.config.name} ({context.config.hash[:12]}) "
+            f"but the chunk asks for {config.name} ({config.hash[:12]}); make a context for this config"
+        )
     workers = default_workers() if workers is None else workers
     gt_version = ground_truth_version(split)
     cache = GtCache(resolve_cache_dir(cache_dir), gt_version, config.hash, context.weights_fingerprint)

@@ -463,7 +463,7 @@ class Split:
             )])
         problems: list[Problem] = []
         samples: list[Sample] = []
-        seen: dict[str, int] = {}
+        seen: dict[str, tuple[str, int]] = {}
         text = self._source.read("manifest.jsonl").decode("utf-8", errors="replace")
         for line_no, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
@@ -481,14 +481,25 @@ class Split:
             problems += found
             if sample is None:
                 continue
-            if sample.sample_id in seen:
-                problems.append(Problem(
-                    "sample_id_duplicate", where, f"duplicate sample_id {sample.sample_id}",
-                    "unique sample ids", f"also on line {seen[sample.sample_id]}",
-                    "Give every sample its own id.",
-                ))
+            # Ids are compared without case: submission file names are, on many systems.
+            key = sample.sample_id.lower()
+            if key in seen:
+                first_id, first_line = seen[key]
+                if first_id == sample.sample_id:
+                    problems.append(Problem(
+                        "sample_id_duplicate", where, f"duplicate sample_id {sample.sample_id}",
+                        "unique sample ids", f"also on line {first_line}",
+                        "Give every sample its own id.",
+                    ))
+                else:
+                    problems.append(Problem(
+                        "sample_id_case_duplicate", where,
+                        f"sample_id {sample.sample_id} differs from {first_id} only by case",
+                        "sample ids unique without regard to case", f"{first_id} on line {first_line}",
+                        "Rename one of the samples.",
+                    ))
                 continue
-            seen[sample.sample_id] = line_no
+            seen[key] = (sample.sample_id, line_no)
             samples.append(sample)
         if not samples and not problems:
             problems.append(Problem(

@@ -12,6 +12,7 @@ import argparse
 import sys
 
 from evaluator.config import ConfigError, load_config
+from evaluator.metrics.scoring import DeviceError
 from evaluator.pipeline import score_submission
 from evaluator.split import Split, SplitError
 from evaluator.submission import SubmissionError
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"invalid submission {args.predictions}")
         print(error.report.format())
         return 1
-    except WeightsError as error:
+    except (WeightsError, DeviceError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(format_summary(result))

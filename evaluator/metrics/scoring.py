@@ -15,11 +15,18 @@ from evaluator.metrics.networks import load_clip, load_inception, load_lpips
 logger = logging.getLogger(__name__)
 
 
+class DeviceError(RuntimeError):
+    """A requested device that this machine does not have."""
+
+
 def pick_device(device: str | torch.device | None = None) -> torch.device:
     """Return the requested device, else CUDA when present, else the CPU."""
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError("device cuda was requested but torch finds no CUDA device; use --device cpu")
+    return device
 
 
 class MetricNetworks:

@@ -446,3 +446,18 @@ def test_invalid_tar_is_closed(split_dir, tmp_path):
             Split(archive)
         gc.collect()
     assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+def test_split_rejects_case_only_duplicate_ids(tmp_path):
+    root = tmp_path / "split"
+    with SplitWriter(root) as writer:
+        writer.add_image("img", np.zeros((8, 8, 3), np.uint8))
+        for sample_id in ("cat", "Cat"):
+            writer.add_sample(Sample(sample_id, "img", 8, 8, "foreground", Prompt(text="a cat")))
+    with pytest.raises(SplitError) as caught:
+        Split(root)
+    assert [str(problem) for problem in caught.value.problems] == [
+        "manifest.jsonl line 2: sample_id Cat differs from cat only by case "
+        "(expected sample ids unique without regard to case, found cat on line 1). "
+        "Rename one of the samples."
+    ]

@@ -1,0 +1,85 @@
+"""Management commands, the health check and the admin actions."""
+
+import io
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from leaderboard import services
+from leaderboard.models import Benchmark, Evaluation, EvaluationState, Submission
+from tests.leaderboard.conftest import upload
+
+
+def test_import_split_creates_benchmark(db, synthetic_split_dir):
+    out = io.StringIO()
+    call_command(
+        "import_split", str(synthetic_split_dir), "--benchmark", "bench", "--name", "test",
+        "--visibility", "hidden", "--config", "test-tiny", stdout=out,
+    )
+    benchmark = Benchmark.objects.get(slug="bench")
+    split = benchmark.splits.get(name="test")
+    assert benchmark.config_name == "test-tiny"
+    assert split.visibility == "hidden"
+    assert split.sample_count == 8
+    assert "created benchmark bench with config test-tiny 1" in out.getvalue()
+    assert f"imported bench/test: 8 samples, hidden, ground truth version {split.ground_truth_version[:12]}" in out.getvalue()
+
+
+def test_import_split_rejects_other_config(demo_split, synthetic_split_dir):
+    with pytest.raises(CommandError, match="differs from --config reflade-v1"):
+        call_command("import_split", str(synthetic_split_dir), "--benchmark", "demo", "--name", "x",
+                     "--config", "reflade-v1")
+
+
+def test_import_split_missing_path(db, tmp_path):
+    with pytest.raises(CommandError, match="does not exist; give a folder or a .tar"):
+        call_command("import_split", str(tmp_path / "nothing"), "--benchmark", "b", "--name", "val")
+
+
+def test_healthz_ok(client, db):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert set(body["checks"]) == {"database", "broker", "storage"}
+
+
+def test_healthz_reports_broker_down(client, db, monkeypatch):
+    from leaderboard.celery import app
+
+    monkeypatch.setattr(app.conf, "broker_url", "redis://127.0.0.1:1/0")
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "down"
+    assert body["checks"]["broker"]["status"] == "down"
+    assert body["checks"]["database"] == {"status": "ok"}
+
+
+def test_admin_actions(admin_client, demo_split, user, cutout_zip):
+    submission = services.submission_create(
+        user=user, split=demo_split, uploaded_file=upload(cutout_zip), method_name="m"
+    )
+    Evaluation.objects.update(state=EvaluationState.FINISHED)
+    url = "/admin/leaderboard/submission/"
+    for action in ("flag", "mark_baseline", "rescore"):
+        response = admin_client.post(url, {"action": action, "_selected_action": [submission.pk]})
+        assert response.status_code == 302
+    submission = Submission.objects.get(pk=submission.pk)
+    assert submission.flagged
+    assert submission.is_baseline
+    assert submission.evaluations.count() == 2
+
+
+def test_admin_evaluation_is_read_only(admin_client, demo_split, user, cutout_zip):
+    submission = services.submission_create(
+        user=user, split=demo_split, uploaded_file=upload(cutout_zip), method_name="m"
+    )
+    evaluation = submission.evaluations.get()
+    response = admin_client.get(f"/admin/leaderboard/evaluation/{evaluation.pk}/change/")
+    assert response.status_code == 200
+    assert b"staff" in response.content.lower()
+    response = admin_client.post(f"/admin/leaderboard/evaluation/{evaluation.pk}/change/", {"state": "finished"})
+    assert response.status_code == 403
+    evaluation.refresh_from_db()
+    assert evaluation.state == EvaluationState.UPLOADED
