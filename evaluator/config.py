@@ -13,7 +13,13 @@ Fields and defaults (`reflade-v1`):
 - `clip.model` ("ViT-L-14"), `clip.pretrained` ("openai"): the open_clip model whose
   L2-normalised image embedding is f in the completion direction. `clip.model_config`
   optionally gives an open_clip model config inline (tests use a small one).
-- `inception.dims` (2048): the Inception-v3 pool feature size used for FID.
+  `clip.mean` and `clip.std` (default: the pretrained tag's, else OpenAI's) set the
+  input normalisation; `clip.quick_gelu` (default: the pretrained tag's) overrides the
+  activation.
+- `inception.dims` (2048): the FID Inception feature size, one of 64, 192, 768, 2048
+  (the output of pytorch-fid's blocks 0 to 3, average-pooled).
+- `inception.input_size` (299): the side the FID Inception input is resized to
+  (at least 75); test-tiny uses 75 to keep tests fast.
 - `k_list` ([1, 2, 4]): the K values of Pass-rate@K reported.
 - `max_candidates` (8): the largest n a submission may carry.
 - `primary_metric` ("hpa"): the leaderboard's ranking metric; `hpa` is the mean of

@@ -104,7 +104,7 @@ def hpa_by_prompt_type(rows) -> dict:
     return _to_dict(figure)
 
 
-def pass_rate_curve(rows, k_list) -> dict:
+def pass_rate_curve(rows, k_list, calibrated: bool = True) -> dict:
     """Pass-rate@K against K, one line per entry, with interval error bars."""
     rows = list(rows)[:MAX_CHART_ENTRIES]
     figure = go.Figure()
@@ -121,7 +121,7 @@ def pass_rate_curve(rows, k_list) -> dict:
                 hovertemplate="K=%{x}: %{y:.4f}<extra>" + row.method_name + "</extra>",
             )
         )
-    _layout(figure, "Pass-rate@K against K")
+    _layout(figure, "Pass-rate@K against K" + ("" if calibrated else " (uncalibrated)"))
     figure.update_xaxes(title_text="K (candidates drawn)", tickmode="array", tickvals=list(k_list))
     figure.update_yaxes(title_text="Pass-rate@K", range=[0, 1.02])
     return _to_dict(figure)
@@ -177,11 +177,11 @@ def _colour(index: int) -> str:
     return PALETTE[index % len(PALETTE)]
 
 
-def leaderboard_charts(rows, k_list) -> list[dict]:
+def leaderboard_charts(rows, k_list, pass_rate_calibrated: bool = True) -> list[dict]:
     """Build the benchmark page's charts: id, title and figure of each."""
     charts = [
         ("chart-hpa-prompt", "HPA per prompt type and layer kind", hpa_by_prompt_type(rows)),
-        ("chart-pass-rate", "Pass-rate@K against K", pass_rate_curve(rows, k_list)),
+        ("chart-pass-rate", "Pass-rate@K against K", pass_rate_curve(rows, k_list, pass_rate_calibrated)),
         ("chart-lpips-dir", "LPIPS against DIR", lpips_against_dir(rows)),
     ]
     return [{"id": chart_id, "data_id": f"{chart_id}-data", "title": title, "figure": figure}

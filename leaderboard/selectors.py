@@ -1,7 +1,7 @@
 """Selectors: every read of the leaderboard that applies visibility rules.
 
 Objects a viewer may not see raise `NotFound`, the same error as missing ones, so
-the site and the API answer 404 and reveal nothing about private entries.
+the site and the API respond with 404 and reveal nothing about private entries.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def flatten_metrics(report: dict) -> tuple[dict[str, float | None], dict[str, tu
 
 
 def leaderboard_evaluations(split: Split) -> QuerySet[Evaluation]:
-    """The latest finished evaluation of each public, unflagged submission of a split."""
+    """Select the latest finished evaluation of each public, unflagged submission of a split."""
     latest_finished = Evaluation.objects.filter(
         submission=OuterRef("submission"), state=EvaluationState.FINISHED
     ).order_by("-created_at", "-pk")
@@ -128,7 +128,7 @@ LAYER_KIND_SUFFIXES = ("_foreground", "_background")
 
 
 def base_metric(name: str) -> str:
-    """The metric of a per-layer-kind name: `fid_foreground` gives `fid`."""
+    """Strip the layer kind from a metric name: `fid_foreground` gives `fid`."""
     for suffix in LAYER_KIND_SUFFIXES:
         if name.endswith(suffix):
             return name[: -len(suffix)]

@@ -158,6 +158,7 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
 MEDIA_URL = "/media/"
 MEDIA_ROOT = DATA_DIR / "public"
 PRIVATE_ROOT = DATA_DIR / "private"
@@ -243,12 +244,16 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
     },
 }
-# Redis redelivers an unacknowledged task after this many seconds; it must exceed
-# the longest task, or a running chunk is handed to a second worker. The SQLAlchemy
-# transport passes its options to create_engine, so it gets none.
-CELERY_BROKER_TRANSPORT_OPTIONS = (
-    {"visibility_timeout": REFLADE_CHUNK_TIME_LIMIT + 600} if CELERY_BROKER_URL.startswith("redis") else {}
-)
+if CELERY_BROKER_URL.startswith("redis"):
+    # Redis redelivers an unacknowledged task after this many seconds. It must exceed
+    # the longest task, or a running chunk is handed to a second worker.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": REFLADE_CHUNK_TIME_LIMIT + 600}
+elif CELERY_BROKER_URL.startswith("sqla+sqlite"):
+    # The SQLAlchemy transport passes these options to create_engine. A 30 s lock wait
+    # lets the web process and the worker share the SQLite broker file.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"connect_args": {"timeout": 30}}
+if CELERY_RESULT_BACKEND.startswith("db+sqlite"):
+    CELERY_DATABASE_ENGINE_OPTIONS = {"connect_args": {"timeout": 30}}
 
 # --- REST framework ---
 REST_FRAMEWORK = {

@@ -1,8 +1,8 @@
 """Storages of the leaderboard.
 
-`default` holds what anyone may download (public split packages). `private` holds
-ground truth, submissions and per-sample results; it has no URL and is never
-served, so its files reach a user only through a view that checks permissions.
+`default` contains what anyone may download (public split packages). `private`
+contains ground truth, submissions and per-sample results. It has no URL and is
+never served, so its files reach a user only through a view that checks permissions.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ class PrivateFileSystemStorage(FileSystemStorage):
 
 
 def private_storage() -> Storage:
-    """The private storage; a callable so that models do not capture it at import."""
+    """Return the private storage; models take this callable so they do not capture it at import."""
     return storages["private"]
 
 
@@ -46,7 +46,7 @@ def samples_upload_to(instance, filename: str) -> str:
 
 
 def cache_dir() -> Path:
-    """The worker's local cache folder (`REFLADE_CACHE`), created on first use."""
+    """Return the worker's local cache folder (`REFLADE_CACHE`), creating it on first use."""
     path = Path(settings.REFLADE_CACHE)
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -69,8 +69,10 @@ def materialise(storage: Storage, name: str, local: Path) -> Path:
 
 
 def local_path(storage: Storage, name: str, cache_name: str) -> Path:
-    """A local file with the contents of `name`: the file itself on a local storage,
-    else a copy in the cache folder under `cache_name`."""
+    """Return a local file with the contents of `name`.
+
+    That is the file itself on a local storage, else a copy in the cache folder under `cache_name`.
+    """
     try:
         return Path(storage.path(name))
     except NotImplementedError:

@@ -1,11 +1,11 @@
 """Celery tasks: validate a submission, score it in chunks, aggregate, reap stale work.
 
 Tasks take ids, load rows, call the evaluator and write through services. Every
-task is safe to run twice (late acks redeliver a task whose worker died): state
-changes are conditional updates and chunk results are upserts. Transient errors
-(database, storage, connection) are retried with backoff; any other error fails
-the evaluation as an infrastructure failure, and a submission that turns out to
-be invalid fails it as the user's.
+task is safe to run twice, because state changes are conditional updates and
+chunk results are upserts; late acks redeliver a task whose worker died.
+Transient errors (database, broker, storage, connection) are retried with
+backoff. Any other error fails the evaluation as an infrastructure failure,
+unless the submission turns out to be invalid, which fails it as the user's.
 """
 
 from __future__ import annotations
@@ -57,9 +57,9 @@ def evaluation_task(**options):
     """Declare a task on one evaluation with late acks, time limits and retries.
 
     The wrapped function takes `evaluation_id` first. Transient errors retry with
-    backoff up to MAX_RETRIES times; when retries run out, on a soft time limit, or
+    backoff up to MAX_RETRIES times. When retries run out, on a soft time limit, or
     on any other error, the evaluation fails as an infrastructure failure and the
-    task returns normally, so a chord still completes and its body sees the state.
+    task returns normally, so a chord still completes and its body reads the state.
     """
 
     def decorate(function):

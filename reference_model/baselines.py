@@ -29,7 +29,7 @@ BASELINES = ("cutout", "visible-oracle")
 
 
 def prompt_region(split: Split, sample: Sample) -> np.ndarray:
-    """The cut-out region of a sample as bool (height, width)."""
+    """Return the cut-out region of a sample as bool (height, width)."""
     height, width = sample.height, sample.width
     if sample.layer_kind == "background":
         return np.ones((height, width), bool)

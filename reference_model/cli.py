@@ -117,10 +117,21 @@ def _run_evaluate(args) -> int:
     return 0
 
 
-def _print_scores(result: dict) -> None:
-    import json
-
-    print(json.dumps(result, indent=2, default=str)[:4000])
+def _print_scores(result) -> None:
+    """Print the warnings, the metrics of each layer kind and the primary metric."""
+    summary = result.to_json() if hasattr(result, "to_json") else result
+    for warning in summary.get("warnings", []):
+        print(f"warning: {warning}")
+    report = summary.get("report", {})
+    for kind, group in report.get("layer_kinds", {}).items():
+        values = ", ".join(
+            f"{name} {metric['value']:.4f}" for name, metric in group.get("metrics", {}).items()
+            if isinstance(metric, dict) and isinstance(metric.get("value"), int | float)
+        )
+        print(f"{kind} ({group.get('count')} samples): {values}")
+    primary = report.get("primary")
+    if isinstance(primary, dict) and isinstance(primary.get("value"), int | float):
+        print(f"primary metric: {primary['value']:.4f}")
 
 
 def _run_baseline(args) -> int:

@@ -20,7 +20,7 @@ class VAEConfig:
     model's pretrained folder and the structural fields below are ignored.
     """
 
-    # Channels of the encoder and decoder blocks; each block after the first halves
+    # Channels of the encoder and decoder blocks. Each block after the first halves
     # the resolution, so 3 blocks map 64 px to a 16 x 16 latent.
     block_out_channels: tuple[int, ...] = (16, 32, 32)
     # Resnet layers per block.
@@ -119,14 +119,19 @@ class TrainConfig:
     # Linear warm-up steps of the learning rate, then constant.
     warmup_steps: int = 100
     # Denoiser-stage steps (the alpha decoder trains alongside).
-    steps: int = 2000
+    steps: int = 1500
     # VAE-stage steps; ignored when the VAE is pretrained.
-    vae_steps: int = 500
+    vae_steps: int = 300
     # Examples per VAE-stage step; each gives three images (image, canvas, layer RGB).
     vae_batch_size: int = 8
     vae_learning_rate: float = 2e-3
     # Weight of the alpha decoder's binary cross-entropy in the denoiser stage.
     alpha_loss_weight: float = 1.0
+    # Examples per step the alpha decoder trains on (the first of each batch); 0 means all.
+    alpha_batch_size: int = 4
+    # Encode every training example once at the start of the denoiser stage and keep
+    # the latents in memory (the VAE is frozen there). Meant for small splits.
+    cache_latents: bool = True
     grad_clip: float = 1.0
     ema_decay: float = 0.995
     # Steps between checkpoints, and checkpoints kept on disk.
@@ -240,6 +245,8 @@ def sd3_medium(pretrained: str | None = None) -> ModelConfig:
             warmup_steps=500,
             steps=20000,
             vae_steps=0,
+            alpha_batch_size=0,
+            cache_latents=False,
             ema_decay=0.9999,
             checkpoint_every=1000,
             log_every=50,
@@ -254,7 +261,7 @@ PRESETS = {"tiny": tiny, "sd3-medium": sd3_medium}
 
 
 def preset(name: str, pretrained: str | None = None) -> ModelConfig:
-    """The named preset; `pretrained` sets the folder the pretrained parts load from."""
+    """Build the named preset; `pretrained` sets the folder the pretrained parts load from."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     config = PRESETS[name]()

@@ -35,7 +35,7 @@ def _pretrained_dir(config: ModelConfig, subfolder: str) -> Path:
 
 
 def build_vae(config: ModelConfig) -> AutoencoderKL:
-    """The VAE: loaded from the pretrained folder, or a new one from the config."""
+    """Load the VAE from the pretrained folder, or build a new one from the config."""
     vae_config = config.vae
     if vae_config.pretrained_subfolder is not None and config.pretrained is not None:
         return AutoencoderKL.from_pretrained(_pretrained_dir(config, vae_config.pretrained_subfolder))
@@ -57,7 +57,7 @@ def build_vae(config: ModelConfig) -> AutoencoderKL:
 
 
 def build_alpha_decoder(vae: AutoencoderKL) -> Decoder:
-    """A decoder with the VAE decoder's structure and one output channel (alpha logits).
+    """Build a decoder with the VAE decoder's structure and one output channel (alpha logits).
 
     It starts from the VAE decoder's weights wherever the shapes agree, which is
     everywhere except the last convolution.
@@ -112,14 +112,19 @@ class SD3TextEncoder(nn.Module):
 
     As in the SD3 pipeline of diffusers: the two CLIP encoders' penultimate hidden
     states are concatenated along channels (768 + 1280), zero-padded to T5's 4096
-    and concatenated with the T5 states along the sequence; the pooled embedding is
+    and concatenated with the T5 states along the sequence. The pooled embedding is
     the two CLIP projections concatenated (2048).
     """
 
     def __init__(self, pretrained: Path, t5_length: int):
         super().__init__()
         try:
-            from transformers import CLIPTextModelWithProjection, CLIPTokenizer, T5EncoderModel, T5TokenizerFast
+            from transformers import (
+                CLIPTextModelWithProjection,
+                CLIPTokenizer,
+                T5EncoderModel,
+                T5TokenizerFast,
+            )
         except ModuleNotFoundError as error:
             raise ModuleNotFoundError(
                 "the sd3-medium text encoders need the transformers package; install it with "
@@ -173,7 +178,7 @@ class RefLayerDenoiser(nn.Module):
 
     The convolution maps [x_t, image latent, canvas latent] (B, 3C, h, w) to the
     transformer's C input channels. It starts as the identity on x_t and zero on
-    the two conditions, so a pretrained transformer first sees its usual input.
+    the two conditions, so a pretrained transformer first receives its usual input.
     """
 
     def __init__(self, transformer: SD3Transformer2DModel, kernel_size: int):
@@ -210,7 +215,7 @@ class RefLayerDenoiser(nn.Module):
 
 
 def build_transformer(config: ModelConfig, hidden_dim: int, pooled_dim: int, latent_channels: int) -> SD3Transformer2DModel:
-    """The MMDiT: loaded from the pretrained folder, or a new one from the config."""
+    """Load the MMDiT from the pretrained folder, or build a new one from the config."""
     transformer_config = config.transformer
     if transformer_config.pretrained_subfolder is not None and config.pretrained is not None:
         return SD3Transformer2DModel.from_pretrained(_pretrained_dir(config, transformer_config.pretrained_subfolder))
@@ -234,6 +239,8 @@ class RefLayer(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
+        if config.text.kind == "sd3" and config.pretrained is None:
+            raise ValueError("text kind 'sd3' loads its encoders from a pretrained folder; pass --pretrained DIR")
         self.config = config
         self.vae = build_vae(config)
         self.text_encoder = build_text_encoder(config)
@@ -266,7 +273,7 @@ class RefLayer(nn.Module):
         return self.alpha_decoder(latent / scale + shift)
 
     def trained_modules(self) -> dict[str, nn.Module]:
-        """The parts whose weights a checkpoint stores: all but the frozen pretrained ones."""
+        """Return the parts whose weights a checkpoint stores: all but the frozen pretrained ones."""
         modules: dict[str, nn.Module] = {"denoiser": self.denoiser, "alpha_decoder": self.alpha_decoder}
         if self.config.vae.pretrained_subfolder is None or self.config.pretrained is None:
             modules["vae"] = self.vae

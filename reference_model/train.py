@@ -71,19 +71,23 @@ class DenoiserStage(nn.Module):
         self.model = model
 
     def forward(self, batch: dict, tokens: dict, t: torch.Tensor, noise: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Return the losses; latents come from `batch["latents"]` when cached, else from the VAE."""
         model = self.model
-        with torch.no_grad():
-            layer_latent = model.encode(batch["layer_rgb"])
-            condition = model.encode(torch.cat([batch["image"], batch["canvas"]]))
-        image_latent, canvas_latent = condition.chunk(2)
+        if "latents" in batch:
+            layer_latent, image_latent, canvas_latent = batch["latents"]
+        else:
+            with torch.no_grad():
+                layer_latent = model.encode(batch["layer_rgb"])
+                image_latent, canvas_latent = model.encode(torch.cat([batch["image"], batch["canvas"]])).chunk(2)
         hidden, pooled = model.text_encoder(tokens)
 
         x_t = flow.interpolate(layer_latent, noise, t)
         velocity = model.denoiser(x_t, image_latent, canvas_latent, t, hidden, pooled)
         flow_loss = flow.flow_loss(velocity, layer_latent, noise)
 
-        logits = model.decode_alpha_logits(layer_latent)
-        alpha_loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), batch["alpha"].float())
+        count = model.config.train.alpha_batch_size or layer_latent.shape[0]
+        logits = model.decode_alpha_logits(layer_latent[:count])
+        alpha_loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), batch["alpha"][:count].float())
         weight = model.config.train.alpha_loss_weight
         return {"loss": flow_loss + weight * alpha_loss, "flow": flow_loss, "alpha": alpha_loss}
 
@@ -114,15 +118,38 @@ def _batches(loader: DataLoader) -> Iterator[dict]:
         yield from loader
 
 
-def _drop_conditions(batch: dict, empty_canvas: torch.Tensor, config, generator: torch.Generator) -> list[str]:
-    """Apply classifier-free guidance dropout in place on the canvas; return the texts."""
-    size = batch["canvas"].shape[0]
-    draw = torch.rand(size, generator=generator)
-    drop_all = draw < config.drop_all_prob
+def _draw_dropout(size: int, config, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw classifier-free guidance dropout: bool (size,) masks for the text and the canvas."""
+    drop_all = torch.rand(size, generator=generator) < config.drop_all_prob
     drop_text = drop_all | (torch.rand(size, generator=generator) < config.drop_text_prob)
     drop_canvas = drop_all | (torch.rand(size, generator=generator) < config.drop_canvas_prob)
-    batch["canvas"][drop_canvas] = empty_canvas.to(batch["canvas"].dtype)
-    return ["" if dropped else text for text, dropped in zip(batch["text"], drop_text.tolist(), strict=True)]
+    return drop_text, drop_canvas
+
+
+class LatentCache:
+    """Latents of every training example, encoded once by the frozen VAE."""
+
+    @torch.no_grad()
+    def __init__(self, model: RefLayer, dataset: LayerDataset, device: torch.device, chunk: int = 32):
+        started = time.perf_counter()
+        layers, images, canvases = [], [], []
+        for start in range(0, len(dataset), chunk):
+            items = [dataset[index] for index in range(start, min(start + chunk, len(dataset)))]
+            for key, out in (("layer_rgb", layers), ("image", images), ("canvas", canvases)):
+                out.append(model.encode(torch.stack([item[key] for item in items]).to(device)))
+        self.layer = torch.cat(layers)
+        self.image = torch.cat(images)
+        self.canvas = torch.cat(canvases)
+        empty = torch.from_numpy(_empty_canvas_tensor(model.config.resolution))[None].to(device)
+        self.empty_canvas = model.encode(empty)[0]
+        logger.info("cached the latents of %d examples in %.1f s", len(dataset), time.perf_counter() - started)
+
+    def lookup(self, indices: torch.Tensor, drop_canvas: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Return (layer, image, canvas) latents of a batch; dropped canvases are the empty canvas."""
+        indices = indices.to(self.layer.device)
+        canvas = self.canvas[indices].clone()
+        canvas[drop_canvas.to(canvas.device)] = self.empty_canvas
+        return self.layer[indices], self.image[indices], canvas
 
 
 class Trainer:
@@ -259,16 +286,25 @@ class Trainer:
         batches = _batches(loader)
         text_encoder = model.text_encoder
         empty = torch.from_numpy(_empty_canvas_tensor(self.config.resolution))
+        cache = None
+        if self.config.train.cache_latents and self.config.vae.frozen:
+            model.eval()
+            cache = LatentCache(model, self.dataset, self.accelerator.device)
+            model.train()
 
         def train_step() -> dict[str, torch.Tensor]:
             batch = next(batches)
-            generator = torch.Generator().manual_seed(self.config.train.seed * 1_000_003 + self.step)
-            texts = _drop_conditions(batch, empty.to(batch["canvas"].device), self.config.flow, generator)
-            tokens = {key: value.to(self.accelerator.device) for key, value in text_encoder.tokenize(texts).items()}
             size = batch["image"].shape[0]
-            latent_shape = self._latent_shape(size)
+            generator = torch.Generator().manual_seed(self.config.train.seed * 1_000_003 + self.step)
+            drop_text, drop_canvas = _draw_dropout(size, self.config.flow, generator)
+            if cache is not None:
+                batch["latents"] = cache.lookup(batch["index"], drop_canvas)
+            else:
+                batch["canvas"][drop_canvas.to(batch["canvas"].device)] = empty.to(batch["canvas"])
+            texts = ["" if dropped else text for text, dropped in zip(batch["text"], drop_text.tolist(), strict=True)]
+            tokens = {key: value.to(self.accelerator.device) for key, value in text_encoder.tokenize(texts).items()}
             t = flow.sample_timesteps(size, self.config.flow, generator, self.accelerator.device)
-            noise = torch.randn(latent_shape, generator=generator).to(self.accelerator.device)
+            noise = torch.randn(self._latent_shape(size), generator=generator).to(self.accelerator.device)
             return stage(batch, tokens, t, noise)
 
         self._loop("denoiser", self.total_steps, train_step, optimizer, scheduler, parameters, ema)

@@ -13,8 +13,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("REFLADE_DATA_DIR", tempfile.mkdtemp(prefix="reflade-test-"))
 
 # pytest-django reads DJANGO_SETTINGS_MODULE before this file runs, so Django is set
-# up here; with `DJANGO_SETTINGS_MODULE = "leaderboard.settings"` under
-# [tool.pytest.ini_options] this call finds Django already set up and does nothing.
+# up here. With `DJANGO_SETTINGS_MODULE = "leaderboard.settings"` under
+# [tool.pytest.ini_options], this call finds Django already set up and does nothing.
 import django  # noqa: E402
 
 django.setup()

@@ -73,9 +73,14 @@ class LeaderboardEntrySerializer(serializers.Serializer):
     owner = serializers.CharField(source="owner_name")
     is_baseline = serializers.BooleanField()
     weights_verified = serializers.BooleanField()
+    pass_rate_calibrated = serializers.SerializerMethodField()
     metrics = serializers.DictField(child=serializers.FloatField(allow_null=True))
     intervals = serializers.DictField(child=serializers.ListField(child=serializers.FloatField()))
     created_at = serializers.DateTimeField()
+
+    def get_pass_rate_calibrated(self, row) -> bool:
+        """Return whether Pass-rate@K comes from a calibration fitted to human judgments."""
+        return bool((row.evaluation.metrics or {}).get("pass_rate_calibrated"))
 
 
 class SubmissionCreateSerializer(serializers.Serializer):

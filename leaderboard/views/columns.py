@@ -30,6 +30,10 @@ class Column:
     higher_is_better: bool
     decimals: int
 
+    @property
+    def is_pass_rate(self) -> bool:
+        return self.base.startswith("pass_rate@")
+
 
 def split_key(key: str) -> tuple[str, str]:
     """Split `fid_foreground` into (`fid`, `foreground`); a key without a kind gives ''."""
@@ -66,7 +70,7 @@ LEADERBOARD_SKIPPED_BASES = ("miou", "miou_occ", "pass_rate")
 
 
 def columns_for_keys(keys, *, all_keys: bool = False) -> list[Column]:
-    """Known columns for the given flat keys, in leaderboard order.
+    """List the known columns of the given flat keys, in leaderboard order.
 
     Per-kind copies of mIoU and Pass-rate@K are left out unless `all_keys` is set.
     """

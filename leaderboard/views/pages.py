@@ -26,7 +26,7 @@ def benchmark_list(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def benchmark_detail(request: HttpRequest, slug: str) -> HttpResponse:
-    """The benchmark page, showing its first active split (or its first split)."""
+    """Render the benchmark page with its first active split (or its first split)."""
     benchmark = selectors.benchmark_get(slug=slug, user=request.user)
     splits = list(benchmark.splits.order_by("name"))
     active = [split for split in splits if split.is_active]
@@ -45,7 +45,7 @@ def split_detail(request: HttpRequest, slug: str, split_name: str) -> HttpRespon
 
 
 def _requested_ordering(request: HttpRequest, columns: list[Column]) -> str | None:
-    """The `?ordering=` value when it names a shown column; None for the default order."""
+    """Return `?ordering=` when it names a shown column, or None for the default order."""
     ordering = request.GET.get("ordering", "").strip()
     if ordering.lstrip("-") in {column.key for column in columns}:
         return ordering
@@ -53,7 +53,7 @@ def _requested_ordering(request: HttpRequest, columns: list[Column]) -> str | No
 
 
 def _ordering_state(ordering: str | None, benchmark: Benchmark, columns: list[Column]) -> tuple[str, str]:
-    """The sorted column's key and its direction (`asc` or `desc`) for the header marks."""
+    """Return the sorted column's key and its direction (`asc` or `desc`) for the header marks."""
     if ordering:
         return ordering.lstrip("-"), "desc" if ordering.startswith("-") else "asc"
     # A primary metric is `hpa` or `<layer_kind>/<metric>`, whose flat key is `<metric>_<layer_kind>`.
@@ -96,14 +96,17 @@ def _render_split(request: HttpRequest, benchmark: Benchmark, splits: list[Split
         rows = default_rows
     ordering_key, ordering_direction = _ordering_state(ordering, benchmark, columns)
 
-    k_list = sorted(int(column.base.split("@")[1]) for column in columns if column.base.startswith("pass_rate@"))
+    k_list = sorted(int(column.base.split("@")[1]) for column in columns if column.is_pass_rate)
+    # Pass-rate@K is marked uncalibrated until the calibration is fitted to human judgments.
+    calibrated = all(row.evaluation.metrics.get("pass_rate_calibrated") for row in default_rows)
     context.update({
+        "pass_rate_calibrated": calibrated,
         "columns": columns,
         "rows": _display_rows(rows, columns),
         "ordering_key": ordering_key,
         "ordering_direction": ordering_direction,
         # Charts draw the leaderboard's best entries in its default order.
-        "charts": plots.leaderboard_charts(default_rows, k_list) if default_rows else [],
+        "charts": plots.leaderboard_charts(default_rows, k_list, calibrated) if default_rows else [],
     })
     return render(request, "leaderboard/benchmark_detail.html", context)
 

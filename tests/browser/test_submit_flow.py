@@ -53,7 +53,9 @@ def browser_page(monkeypatch):
     monkeypatch.setenv("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        # A zone other than the server's UTC shows that times are converted for the viewer.
+        page = browser.new_page(viewport={"width": 1400, "height": 1000}, locale="en-US",
+                                timezone_id="Asia/Tokyo")
         yield page
         browser.close()
 
@@ -70,12 +72,15 @@ def test_upload_scored_and_charted(live_server, celery_worker_process, browser_p
     page.click("form.stacked button[type=submit]")
     page.wait_for_url(f"{base}/submit/")
     assert "0 of 5 used in the last 24 hours" in page.inner_text(".panel")
+    screenshots = Path(os.environ.get("REFLADE_SCREENSHOT_DIR", tmp_path))
+    screenshots.mkdir(parents=True, exist_ok=True)
 
     # 2. Fill the form and upload; the progress bar reports the upload.
     page.select_option("#id_split", str(demo_split.pk))
     page.fill("#id_method_name", "browser-entry")
     page.set_input_files("#id_file", str(cutout_zip))
     page.evaluate(RECORD_PROGRESS)
+    page.screenshot(path=str(screenshots / "submit_page.png"), full_page=True)
     page.click("#submit-button")
     page.wait_for_url(f"{base}/submissions/*/")
     progress = page.evaluate("JSON.parse(sessionStorage.getItem('progress'))")
@@ -93,13 +98,14 @@ def test_upload_scored_and_charted(live_server, celery_worker_process, browser_p
     assert page.evaluate("window.loadedOnce") is True
     assert page.inner_text("tr[data-submission] [data-field=progress-text]") == "100%"
     assert page.inner_text("tr[data-submission] [data-field=hpa]") != "–"
+    # The server writes "YYYY-MM-DD HH:MM UTC"; the page rewrites it in the browser's time zone.
+    assert page.inner_text("tr[data-submission] time").endswith("GMT+9")
+    page.screenshot(path=str(screenshots / "my_submissions_page.png"), full_page=True)
 
     # 4. The submission page shows every metric of the finished evaluation.
     page.goto(submission_url)
     page.wait_for_selector("#metrics tr[data-key=hpa]")
     assert page.inner_text("#evaluation [data-field=state]") == "Finished"
-    screenshots = Path(os.environ.get("REFLADE_SCREENSHOT_DIR", tmp_path))
-    screenshots.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(screenshots / "submission_page.png"), full_page=True)
 
     # 5. The entry is on the leaderboard, and plotly drew its charts.

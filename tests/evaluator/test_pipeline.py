@@ -1,4 +1,6 @@
 import math
+import shutil
+import tarfile
 
 import numpy as np
 import pandas as pd
@@ -6,7 +8,9 @@ import pytest
 import torch
 import torchvision
 
+from evaluator.config import load_config
 from evaluator.fid import FidStats, frechet_distance
+from evaluator.gt_cache import ground_truth_version
 from evaluator.pipeline import SAMPLE_COLUMNS, ChunkResult, aggregate, score_chunk, score_submission
 from evaluator.split import Prompt, Sample, Split, SplitWriter
 from evaluator.submission import SubmissionArchive, write_submission
@@ -177,3 +181,30 @@ def test_amodal_mask_sample(tmp_path, tiny_config, scoring_context):
     assert row["iou"] == pytest.approx(0.5)
     assert row["iou_occ"] == 0.0
     assert result.fid == {}
+
+
+def test_gt_version_folder_equals_tar(split_path, tmp_path):
+    tar_path = tmp_path / "split.tar"
+    with tarfile.open(tar_path, "w") as tar:
+        tar.add(split_path, arcname="val")
+    assert ground_truth_version(Split(tar_path)) == ground_truth_version(Split(split_path))
+
+
+def test_gt_version_changes_with_ground_truth(split_path, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(split_path, copy)
+    before = ground_truth_version(Split(copy))
+    first = sorted((copy / "gt" / "visible").iterdir())[0]
+    first.write_bytes(first.read_bytes() + b"\0")
+    assert ground_truth_version(Split(copy)) != before
+
+
+def test_context_config_mismatch(split_path, submissions, scoring_context):
+    other = load_config("reflade-v1")
+    with pytest.raises(ValueError, match="the scoring context was made for config test-tiny"):
+        score_chunk(split_path, submissions["truth"], 0, 1, other, context=scoring_context)
+
+
+def test_chunk_outside_split(split_path, submissions, tiny_config, scoring_context):
+    with pytest.raises(ValueError, match=rf"chunk \[10, 20\) is outside the split's samples \[0, {SAMPLES}\)"):
+        score_chunk(split_path, submissions["truth"], 10, 20, tiny_config, context=scoring_context)

@@ -4,6 +4,7 @@ import zipfile
 
 import pandas as pd
 import pytest
+import torch
 
 from evaluator.cli import main
 from evaluator.pipeline import UNVERIFIED_WEIGHTS, score_submission
@@ -83,4 +84,17 @@ def test_cli_missing_weights(split_and_zip, tmp_path, capsys):
     assert capsys.readouterr().err == (
         f"error: manifest.json not found in {empty}; run `python -m evaluator weights fetch --dir {empty}`, "
         f"or `python -m evaluator weights check --dir {empty} --write-manifest` for files copied in by hand\n"
+    )
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_cli_cuda_missing(split_and_zip, stand_in_weights, tmp_path, capsys):
+    split_path, zip_path = split_and_zip
+    code = main([
+        "score", "--split", str(split_path), "--predictions", str(zip_path), "--out", str(tmp_path / "out"),
+        "--config", "test-tiny", "--weights", str(stand_in_weights), "--device", "cuda",
+    ])
+    assert code == 1
+    assert capsys.readouterr().err == (
+        "error: device cuda was requested but torch finds no CUDA device; use --device cpu\n"
     )

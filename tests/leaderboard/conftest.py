@@ -137,7 +137,16 @@ class WorkerProcess:
                 self.process.wait()
 
 
+def purge_queues(env: dict[str, str]) -> None:
+    """Drop messages that earlier tests or sessions left on the broker's queues."""
+    subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "leaderboard", "purge", "-f", "-Q", "default,gpu"],
+        cwd=REPOSITORY, env=env, check=True, capture_output=True,
+    )
+
+
 def start_worker(log_path: Path, env: dict[str, str]) -> WorkerProcess:
+    purge_queues(env)
     command = [
         sys.executable, "-m", "celery", "-A", "leaderboard", "worker",
         "-Q", "default,gpu", "--pool", "solo", "--loglevel", "INFO",

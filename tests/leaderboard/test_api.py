@@ -95,6 +95,7 @@ def test_leaderboard_default_order(api, entries, demo_split):
     assert rows[0]["weights_verified"] is True
     assert rows[1]["weights_verified"] is False
     assert rows[0]["submission"] == entries["strong"].pk
+    assert rows[0]["pass_rate_calibrated"] is False
     lo, hi = rows[0]["intervals"]["hpa"]
     assert lo <= rows[0]["metrics"]["hpa"] <= hi
 

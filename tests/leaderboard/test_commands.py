@@ -47,6 +47,8 @@ def test_healthz_ok(client, db):
 def test_healthz_reports_broker_down(client, db, monkeypatch):
     from leaderboard.celery import app
 
+    # Celery reads CELERY_BROKER_URL from the environment before its settings.
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:1/0")
     monkeypatch.setattr(app.conf, "broker_url", "redis://127.0.0.1:1/0")
     response = client.get("/healthz")
     assert response.status_code == 503
@@ -83,3 +85,19 @@ def test_admin_evaluation_is_read_only(admin_client, demo_split, user, cutout_zi
     assert response.status_code == 403
     evaluation.refresh_from_db()
     assert evaluation.state == EvaluationState.UPLOADED
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_demo_no_serve_scores_baseline():
+    out = io.StringIO()
+    call_command("demo", "--no-serve", "--samples", "6", "--size", "64", stdout=out)
+
+    split = Benchmark.objects.get(slug="demo").splits.get(name="val")
+    baseline = Submission.objects.get(split=split, is_baseline=True)
+    evaluation = baseline.evaluations.get()
+    assert split.sample_count == 6
+    assert evaluation.state == EvaluationState.FINISHED
+    assert evaluation.metrics["hpa"]["value"] is not None
+    assert "researcher login: demo / " in out.getvalue()
+    assert "staff login:      admin / " in out.getvalue()

@@ -78,6 +78,8 @@ def test_leaderboard_table_contents(client, entries, demo_split):
     assert f'href="{reverse("split-inputs", args=["demo", "val"])}"' in html
     assert 'data-key="fid_foreground"' in html
     assert 'data-higher-is-better="false"' in html
+    assert "Pass-rate@K is uncalibrated" in html
+    assert "↑ better · uncalibrated" in html
 
 
 def test_leaderboard_header_order_per_metric(client, entries, demo_split):

@@ -1,11 +1,11 @@
 """`python manage.py demo`: the embedded mode in one command.
 
-Migrates the database, writes stand-in weights if the weights folder is empty,
-hosts a synthetic demo benchmark, creates a demo account and a staff account,
-starts the web server and a Celery worker (with the reaper) as child processes,
-submits the prompt cut-out baseline, prints the address and logins, and runs
-until Ctrl-C. `--no-serve` builds everything, scores the baseline in this
-process and exits.
+The command migrates the database and writes stand-in weights if the weights
+folder is empty. It hosts a synthetic demo benchmark and creates a demo account
+and a staff account. It then starts the web server and a Celery worker (with the
+reaper) as child processes, submits the prompt cut-out baseline, prints the
+address and logins, and runs until Ctrl-C. `--no-serve` builds everything,
+scores the baseline in this process and exits.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def ensure_weights(config: str, stdout) -> Path:
 
 
 def ensure_demo_split(samples: int, size: int, config: str) -> Split:
-    """The synthetic `demo/val` split, generated and imported on the first run only."""
+    """Return the synthetic `demo/val` split, generating and importing it on the first run only."""
     from evaluator.synthetic import make_synthetic_split
 
     benchmark = Benchmark.objects.filter(slug=BENCHMARK_SLUG).first()
@@ -127,7 +127,7 @@ def reset_user(username: str, staff: bool) -> str:
 
 
 def write_cutout_zip(split: Split, out: Path) -> Path:
-    """The prompt cut-out baseline's zip for the split, from the reference model's baselines."""
+    """Write the prompt cut-out baseline's zip for the split with the reference model's baselines."""
     from leaderboard.tasks import ground_truth_path
 
     try:
@@ -203,7 +203,7 @@ def stop_on_signals() -> None:
 
 
 def child_environment() -> dict[str, str]:
-    """The environment of the children, pinned to this process's data folder."""
+    """Return the children's environment, pinned to this process's data folder."""
     env = dict(os.environ)
     env["REFLADE_DATA_DIR"] = str(settings.DATA_DIR)
     env["REFLADE_WEIGHTS"] = str(settings.REFLADE_WEIGHTS)

@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand
 
 
 def worker_command(queues: str, pool: str, beat: bool) -> list[str]:
-    """The `celery worker` command line that the demo and this command run."""
+    """Build the `celery worker` command line that the demo and this command run."""
     command = [
         sys.executable, "-m", "celery", "-A", "leaderboard", "worker",
         "-Q", queues, "--pool", pool, "--loglevel", "INFO",

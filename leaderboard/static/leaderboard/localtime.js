@@ -8,9 +8,11 @@
     if (Number.isNaN(instant.getTime())) {
       return;
     }
+    // dateStyle cannot be combined with timeZoneName, so the full form lists its parts.
     const options = element.dataset.format === "date"
       ? { dateStyle: "medium" }
-      : { dateStyle: "medium", timeStyle: "short", timeZoneName: "short" };
+      : { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit",
+          timeZoneName: "short" };
     element.textContent = instant.toLocaleString(undefined, options);
     element.title = instant.toISOString();
   }
