@@ -196,6 +196,34 @@ def dispatch_scoring(evaluation_id: int, chunks_total: int, done: set[int] | fro
 # Scoring ------------------------------------------------------------------------------
 
 
+class ScoringContexts:
+    """The metric networks of this worker process, kept loaded between chunk tasks.
+
+    Loading the networks once per worker process instead of once per chunk saves
+    seconds per chunk. One context is kept, and it is reused while the config,
+    weights folder and device stay the same.
+    NOTE: weights replaced on disk under the same folder take effect only after a
+    worker restart, because the fingerprint is read when the context is made.
+    """
+
+    def __init__(self):
+        self.key: tuple | None = None
+        self.context = None
+
+    def get(self, config):
+        from evaluator.pipeline import ScoringContext
+
+        key = (config.hash, config.batch_size, str(settings.REFLADE_WEIGHTS), settings.REFLADE_DEVICE)
+        if key != self.key:
+            self.context = None  # release the old networks before loading new ones
+            self.context = ScoringContext(config, settings.REFLADE_WEIGHTS, settings.REFLADE_DEVICE)
+            self.key = key
+        return self.context
+
+
+scoring_contexts = ScoringContexts()
+
+
 @evaluation_task(
     soft_time_limit=settings.REFLADE_CHUNK_SOFT_TIME_LIMIT, time_limit=settings.REFLADE_CHUNK_TIME_LIMIT
 )
@@ -220,10 +248,9 @@ def score_chunk_task(evaluation_id: int, chunk: int) -> None:
             with SubmissionArchive(submission_path(submission), split, config.max_candidates) as archive:
                 result = score_chunk(
                     split, archive, start, stop, config,
-                    weights_dir=settings.REFLADE_WEIGHTS,
                     cache_dir=cache_dir() / "evaluator",
-                    device=settings.REFLADE_DEVICE,
                     workers=settings.REFLADE_LOADER_WORKERS,
+                    context=scoring_contexts.get(config),
                 )
         except SubmissionError as error:
             services.evaluation_fail(

@@ -116,6 +116,7 @@ def submission_detail(request: HttpRequest, submission_id: int) -> HttpResponse:
         "metric_rows": [],
         "breakdowns": [],
         "samples_url": "",
+        "history": _history(submission),
     }
     if evaluation is not None and evaluation.state == EvaluationState.FINISHED:
         context["metric_rows"] = metric_rows(evaluation.metrics or {})
@@ -123,6 +124,14 @@ def submission_detail(request: HttpRequest, submission_id: int) -> HttpResponse:
         if submission.split.visibility == "public" and evaluation.samples_file:
             context["samples_url"] = reverse("api:evaluation-samples", args=[evaluation.pk])
     return render(request, "leaderboard/submission_detail.html", context)
+
+
+def _history(submission) -> list[dict]:
+    """Every evaluation of the submission, newest first; empty when it was scored once."""
+    evaluations = list(selectors.evaluation_list(submission=submission))
+    if len(evaluations) < 2:
+        return []
+    return [{"evaluation": evaluation, **evaluation_status(submission, evaluation)} for evaluation in evaluations]
 
 
 @login_required

@@ -29,23 +29,28 @@ from tests.hostile.drafts import (
     gt,
     layer,
     member_sizes,
-    np,
+    missing_message,
     registrar,
     valid_summary,
     with_png,
-    zipfile,
 )
 
 BUILDERS: list[Builder] = []
 case = registrar(BUILDERS)
+
+
+def _stored_gt(context: Context) -> list[crafting.RawMember]:
+    """The valid entries as raw members, stored uncompressed, for `crafting.raw_zip`."""
+    return [crafting.stored(entry.name.encode(), entry.data) for entry in gt(context)]
+
 
 # Whole archive -------------------------------------------------------------------
 
 
 def _not_a_zip(context: Context, content: bytes) -> Draft:
     return Draft(content, ("zip_unreadable",),
-                  f"{context.zip_name}: file is not a zip archive or is truncated (expected a valid "
-                  f"zip file, found File is not a zip file). {HINT_CORRUPT_ZIP}")
+                 f"{context.zip_name}: file is not a zip archive or is truncated (expected a valid "
+                 f"zip file, found File is not a zip file). {HINT_CORRUPT_ZIP}")
 
 
 @case
@@ -81,7 +86,7 @@ def corrupt_central_directory(context: Context) -> Draft:
 def crc_error(context: Context) -> Draft:
     entries = gt(context)
     return Draft(corrupt_member_data(zip_bytes(entries), entries[0].data), ("zip_unreadable",),
-                  corrupt_member_message("s0.png", "Bad CRC-32 for file 's0.png'"))
+                 corrupt_member_message("s0.png", "Bad CRC-32 for file 's0.png'"))
 
 
 @case
@@ -92,7 +97,7 @@ def corrupt_deflate_stream(context: Context) -> Draft:
     member = crafting.RawMember(b"s0.png", bytes(compressed), zlib.crc32(png), len(png), method=8)
     rest = [crafting.stored(entry.name.encode(), entry.data) for entry in gt(context, skip=("s0",))]
     return Draft(crafting.raw_zip([member, *rest]), ("zip_unreadable",),
-                  corrupt_member_message("s0.png", "Bad CRC-32 for file 's0.png'"))
+                 corrupt_member_message("s0.png", "Bad CRC-32 for file 's0.png'"))
 
 
 @case
@@ -106,7 +111,7 @@ def encrypted_flag(context: Context) -> Draft:
 
 @case
 def encrypted_zipcrypto(context: Context) -> Draft:
-    members = [crafting.stored(entry.name.encode(), entry.data) for entry in gt(context)]
+    members = _stored_gt(context)
     members[0] = crafting.zipcrypto_member(b"s0.png", gt(context)[0].data, b"secret")
     return Draft(
         crafting.raw_zip(members), ("zip_encrypted", "sample_missing"),
@@ -117,7 +122,7 @@ def encrypted_zipcrypto(context: Context) -> Draft:
 @case
 def unsupported_compression(context: Context) -> Draft:
     # Method 93 is Zstandard, which 7-Zip and WinZip can write and zipfile cannot read.
-    members = [crafting.stored(entry.name.encode(), entry.data) for entry in gt(context)]
+    members = _stored_gt(context)
     members[0].method = 93
     return Draft(
         crafting.raw_zip(members), ("zip_unreadable", "sample_missing"),
@@ -127,16 +132,16 @@ def unsupported_compression(context: Context) -> Draft:
 
 @case
 def declared_size_too_small(context: Context) -> Draft:
-    # The central directory declares 100 bytes, the data holds the whole PNG.
-    members = [crafting.stored(entry.name.encode(), entry.data) for entry in gt(context)]
+    # The central directory declares 100 bytes, but the data is the whole PNG.
+    members = _stored_gt(context)
     members[0].size = 100
     return Draft(crafting.raw_zip(members), ("zip_unreadable",),
-                  corrupt_member_message("s0.png", "Bad CRC-32 for file 's0.png'"))
+                 corrupt_member_message("s0.png", "Bad CRC-32 for file 's0.png'"))
 
 
 @case
 def declared_size_huge(context: Context) -> Draft:
-    members = [crafting.stored(entry.name.encode(), entry.data) for entry in gt(context)]
+    members = _stored_gt(context)
     members[0].size = 0xFFFFFFFE
     return Draft(
         crafting.raw_zip(members), ("zip_member_too_large", "sample_missing"),
@@ -148,7 +153,7 @@ def declared_size_huge(context: Context) -> Draft:
 def local_header_name_differs(context: Context) -> Draft:
     # Extractors that trust the local header would write outside the target folder.
     local_name = "../reflade-hostile-local-header.png"
-    members = [crafting.stored(entry.name.encode(), entry.data) for entry in gt(context)]
+    members = _stored_gt(context)
     members[0].local_name = local_name.encode()
     return Draft(
         crafting.raw_zip(members), ("zip_unreadable",),
@@ -159,8 +164,57 @@ def local_header_name_differs(context: Context) -> Draft:
 @case
 def self_extracting_prefix(context: Context) -> Draft:
     # A stub before the first local header, as in self-extracting archives, is valid zip.
-    members = [crafting.stored(entry.name.encode(), entry.data) for entry in gt(context)]
+    members = _stored_gt(context)
     return Draft(crafting.raw_zip(members, prefix=b"MZ" + bytes(510)), summary=valid_summary())
+
+
+@case
+def zip64_locator_without_record(context: Context) -> Draft:
+    # A zip64 locator just before the end record that points at no zip64 end record.
+    content = zip_bytes(gt(context))
+    end = content.rindex(b"PK\x05\x06")
+    locator = b"PK\x06\x07" + (0).to_bytes(4, "little") + (0).to_bytes(8, "little") + (1).to_bytes(4, "little")
+    return Draft(content[:end] + locator + content[end:], ("zip_unreadable",),
+                 f"{context.zip_name}: zip file is corrupt (expected a valid zip file, found zip64 end of "
+                 "central directory record is missing). Create the archive again, for example with `zip -r`.")
+
+
+@case
+def directory_size_past_start(context: Context) -> Draft:
+    # The end record declares a central directory larger than the whole file.
+    content = bytearray(zip_bytes(gt(context)))
+    end = content.rindex(b"PK\x05\x06")
+    content[end + 12:end + 16] = (0x7FFFFFFF).to_bytes(4, "little")
+    return Draft(bytes(content), ("zip_unreadable",),
+                 f"{context.zip_name}: zip file is corrupt (expected a valid zip file, found central "
+                 "directory starts before the file). Create the archive again, for example with `zip -r`.")
+
+
+@case
+def fake_end_record_in_comment(context: Context) -> Draft:
+    # The archive comment ends with a second end record that lists no entries. SafeZip and
+    # zipfile both take the last one, so the submission reads as empty, not as s0..s2.
+    fake_end = b"PK\x05\x06" + bytes(18)
+    content = zip_bytes(gt(context))
+    content = content[:-2] + len(fake_end).to_bytes(2, "little") + fake_end
+    return Draft(content, ("sample_missing",) * 3, missing_message("s0"))
+
+
+@case
+def data_descriptors_accepted(context: Context) -> Draft:
+    # Streaming writers put sizes and CRC in a data descriptor after each member (flag bit 3).
+    stream = crafting.UnseekableBuffer()
+    with zipfile.ZipFile(stream, "w") as archive:
+        for entry in gt(context):
+            archive.writestr(entry.name, entry.data, compress_type=zipfile.ZIP_DEFLATED)
+    return Draft(bytes(stream.data), summary=valid_summary())
+
+
+@case
+def lzma_and_bzip2_accepted(context: Context) -> Draft:
+    methods = (zipfile.ZIP_LZMA, zipfile.ZIP_BZIP2, zipfile.ZIP_DEFLATED)
+    entries = [Entry(entry.name, entry.data, method) for entry, method in zip(gt(context), methods, strict=True)]
+    return Draft(zip_bytes(entries), summary=valid_summary())
 
 
 # Limits --------------------------------------------------------------------------
@@ -172,9 +226,9 @@ def ratio_bomb(context: Context) -> Draft:
     content = zip_bytes(entries)
     size, compressed = member_sizes(content, "s0.png")
     return Draft(content, ("zip_ratio_too_high", "sample_missing"),
-                  f"s0.png: member expands too much when uncompressed (expected a compression ratio "
-                  f"of at most 200, found {size / compressed:.0f} (8.0 MiB from {compressed} bytes)). "
-                  "Submit ordinary PNG files.")
+                 f"s0.png: member expands too much when uncompressed (expected a compression ratio "
+                 f"of at most 200, found {size / compressed:.0f} (8.0 MiB from {compressed} bytes)). "
+                 "Submit ordinary PNG files.")
 
 
 @case
@@ -182,52 +236,52 @@ def total_size_bomb(context: Context) -> Draft:
     entries = candidates(8)
     total = sum(len(entry.data) for entry in entries)
     return Draft(zip_bytes(entries), ("zip_too_large",),
-                  f"{context.zip_name}: members are too large in total when uncompressed (expected at "
-                  f"most 16384 bytes, found {total} bytes). Submit fewer or smaller files.",
-                  limits=ArchiveLimits(max_uncompressed_bytes=16 * 1024))
+                 f"{context.zip_name}: members are too large in total when uncompressed (expected at "
+                 f"most 16384 bytes, found {total} bytes). Submit fewer or smaller files.",
+                 limits=ArchiveLimits(max_uncompressed_bytes=16 * 1024))
 
 
 @case
 def zip_file_too_large(context: Context) -> Draft:
     content = zip_bytes(gt(context))
     return Draft(content, ("zip_too_large",),
-                  f"{context.zip_name}: zip file is too large (expected at most 1024 bytes, found "
-                  f"{len(content)} bytes). Compress the PNGs harder or ask the maintainers for a "
-                  "higher limit.",
-                  limits=ArchiveLimits(max_compressed_bytes=1024))
+                 f"{context.zip_name}: zip file is too large (expected at most 1024 bytes, found "
+                 f"{len(content)} bytes). Compress the PNGs harder or ask the maintainers for a "
+                 "higher limit.",
+                 limits=ArchiveLimits(max_compressed_bytes=1024))
 
 
 @case
 def too_many_members(context: Context) -> Draft:
     entries = gt(context) + [Entry("metadata.json", b"{}"), Entry("notes.txt", b"x")]
     return Draft(zip_bytes(entries), ("zip_too_many_members",),
-                  f"{context.zip_name}: zip file has too many entries (expected at most 4, found more "
-                  "than 4). Put only one PNG per sample and candidate in the archive.",
-                  limits=ArchiveLimits(max_members=4))
+                 f"{context.zip_name}: zip file has too many entries (expected at most 4, found more "
+                 "than 4). Put only one PNG per sample and candidate in the archive.",
+                 limits=ArchiveLimits(max_members=4))
 
 
 @case
 def member_too_large(context: Context) -> Draft:
     # A valid 16x12 PNG that carries a 3000-byte text chunk.
-    layer = layer()
-    png = raw_png(WIDTH, HEIGHT, 8, 6, layer.tobytes(), [(b"tEXt", b"Comment\x00" + b"x" * 3000)])
+    pixels = layer()
+    png = raw_png(WIDTH, HEIGHT, 8, 6, pixels.tobytes(), [(b"tEXt", b"Comment\x00" + b"x" * 3000)])
     return Draft(with_png("s0.png", png, context), ("zip_member_too_large", "sample_missing"),
-                  f"s0.png: member is too large when uncompressed (expected at most 2048 bytes, found "
-                  f"{len(png)} bytes). Submit images of the sample's size.",
-                  limits=ArchiveLimits(max_member_bytes=2048))
+                 f"s0.png: member is too large when uncompressed (expected at most 2048 bytes, found "
+                 f"{len(png)} bytes). Submit images of the sample's size.",
+                 limits=ArchiveLimits(max_member_bytes=2048))
 
 
 @case
 def nested_zip(context: Context) -> Draft:
     entries = gt(context) + [Entry("more.zip", zip_bytes(gt(context)))]
     return Draft(zip_bytes(entries), ("zip_nested_archive",),
-                  "more.zip: archive inside the archive (expected PNG files and metadata.json, found "
-                  ".zip). Put the PNGs themselves into one zip.")
+                 "more.zip: archive inside the archive (expected PNG files and metadata.json, found "
+                 ".zip). Put the PNGs themselves into one zip.")
 
 
 @case
 def nested_tar_gz(context: Context) -> Draft:
     entries = gt(context) + [Entry("extra/layers.tar.gz", b"\x1f\x8b\x08\x00" + bytes(16))]
     return Draft(zip_bytes(entries), ("zip_nested_archive",),
-                  "extra/layers.tar.gz: archive inside the archive (expected PNG files and "
-                  "metadata.json, found .gz). Put the PNGs themselves into one zip.")
+                 "extra/layers.tar.gz: archive inside the archive (expected PNG files and "
+                 "metadata.json, found .gz). Put the PNGs themselves into one zip.")

@@ -1,4 +1,4 @@
-"""Cases about which files a submission holds, its candidates, and metadata.json."""
+"""Cases about which files a submission contains, its candidates, and metadata.json."""
 
 from __future__ import annotations
 
@@ -25,11 +25,11 @@ from tests.hostile.drafts import (
     registrar,
     unknown_message,
     valid_summary,
-    zipfile,
 )
 
 BUILDERS: list[Builder] = []
 case = registrar(BUILDERS)
+
 
 # Names and candidates ------------------------------------------------------------
 
@@ -77,32 +77,32 @@ def extra_deep_file(context: Context) -> Draft:
 def candidates_unequal(context: Context) -> Draft:
     entries = candidates(2, ("s0",)) + candidates(3, ("s1", "s2"), seed=100)
     return Draft(zip_bytes(entries), ("candidates_unequal",),
-                  "s0/: sample s0 has a different number of candidates (expected 3, as 2 other "
-                  "samples have, found 2). Give every sample the same number of candidates.")
+                 "s0/: sample s0 has a different number of candidates (expected 3, as 2 other "
+                 "samples have, found 2). Give every sample the same number of candidates.")
 
 
 @case
 def candidates_unequal_three_ways(context: Context) -> Draft:
     entries = candidates(1, ("s0",)) + candidates(2, ("s1",), seed=50) + candidates(3, ("s2",), seed=90)
     return Draft(zip_bytes(entries), ("candidates_unequal", "candidates_unequal"),
-                  "s1/: sample s1 has a different number of candidates (expected 1, as 1 other "
-                  "sample has, found 2). Give every sample the same number of candidates.",
-                  bug="_check_counts words a count of one as 'as 1 other samples have'")
+                 "s1/: sample s1 has a different number of candidates (expected 1, as 1 other "
+                 "sample has, found 2). Give every sample the same number of candidates.",
+                 bug="_check_counts words a count of one as 'as 1 other samples have'")
 
 
 @case
 def candidates_too_many(context: Context) -> Draft:
     return Draft(zip_bytes(candidates(9)), ("candidates_too_many",),
-                  f"{context.zip_name}: too many candidates per sample (expected at most 8, found 9). "
-                  "Submit at most 8 candidates per sample.")
+                 f"{context.zip_name}: too many candidates per sample (expected at most 8, found 9). "
+                 "Submit at most 8 candidates per sample.")
 
 
 @case
 def candidates_above_lower_maximum(context: Context) -> Draft:
     return Draft(zip_bytes(candidates(3)), ("candidates_too_many",),
-                  f"{context.zip_name}: too many candidates per sample (expected at most 2, found 3). "
-                  "Submit at most 2 candidates per sample.",
-                  max_candidates=2)
+                 f"{context.zip_name}: too many candidates per sample (expected at most 2, found 3). "
+                 "Submit at most 2 candidates per sample.",
+                 max_candidates=2)
 
 
 @case
@@ -110,8 +110,8 @@ def candidate_index_gap(context: Context) -> Draft:
     entries = [entry for entry in candidates(3, ("s0",)) if entry.name != "s0/1.png"]
     entries += candidates(2, ("s1", "s2"), seed=100)
     return Draft(zip_bytes(entries), ("candidate_index_invalid",),
-                  "s0/: candidate indices are not 0 .. n-1 (expected 0 .. 1, found 0, 2). "
-                  "Number the candidates 0, 1, 2, ... without gaps.")
+                 "s0/: candidate indices are not 0 .. n-1 (expected 0 .. 1, found 0, 2). "
+                 "Number the candidates 0, 1, 2, ... without gaps.")
 
 
 @case
@@ -119,17 +119,17 @@ def candidate_index_leading_zero(context: Context) -> Draft:
     entries = [Entry("s0/00.png", rgba_png(layer())), Entry("s0/1.png", rgba_png(layer(8)))]
     entries += candidates(2, ("s1", "s2"), seed=100)
     return Draft(zip_bytes(entries), ("candidate_index_invalid", "candidate_index_invalid"),
-                  "s0/00.png: candidate file is not named <k>.png (expected 0.png, 1.png, ... without "
-                  "leading zeros, found 00.png). Rename it to s0/<k>.png, k counting from 0.")
+                 "s0/00.png: candidate file is not named <k>.png (expected 0.png, 1.png, ... without "
+                 "leading zeros, found 00.png). Rename it to s0/<k>.png, k counting from 0.")
 
 
 @case
 def candidate_layout_mixed(context: Context) -> Draft:
     entries = gt(context) + [Entry("s0/0.png", rgba_png(layer()))]
     return Draft(zip_bytes(entries), ("candidate_layout_mixed",),
-                  "s0.png and s0/: sample has both a single PNG and a folder of candidates (expected "
-                  "either s0.png or s0/<k>.png, found both). Use <sample_id>.png for one candidate, "
-                  "<sample_id>/<k>.png for several.")
+                 "s0.png and s0/: sample has both a single PNG and a folder of candidates (expected "
+                 "either s0.png or s0/<k>.png, found both). Use <sample_id>.png for one candidate, "
+                 "<sample_id>/<k>.png for several.")
 
 
 # metadata.json -------------------------------------------------------------------
@@ -138,7 +138,7 @@ def candidate_layout_mixed(context: Context) -> Draft:
 def _metadata(context: Context, data: bytes, message: str, found: str, hint: str) -> Draft:
     entries = gt(context) + [Entry("metadata.json", data, zipfile.ZIP_DEFLATED)]
     return Draft(zip_bytes(entries), ("metadata_invalid",),
-                  f"metadata.json: {message} (expected {found}). {hint}")
+                 f"metadata.json: {message} (expected {found}). {hint}")
 
 
 @case
@@ -179,9 +179,9 @@ def metadata_bomb(context: Context) -> Draft:
     content = zip_bytes(entries)
     size, compressed = member_sizes(content, "metadata.json")
     return Draft(content, ("zip_ratio_too_high",),
-                  f"metadata.json: member expands too much when uncompressed (expected a compression "
-                  f"ratio of at most 200, found {size / compressed:.0f} (2.0 MiB from {compressed} "
-                  "bytes)). Submit ordinary PNG files.")
+                 f"metadata.json: member expands too much when uncompressed (expected a compression "
+                 f"ratio of at most 200, found {size / compressed:.0f} (2.0 MiB from {compressed} "
+                 "bytes)). Submit ordinary PNG files.")
 
 
 @case
@@ -234,6 +234,14 @@ def wrapping_folder_accepted(context: Context) -> Draft:
 def wrapping_folder_metadata_beside_accepted(context: Context) -> Draft:
     metadata = Entry("metadata.json", json.dumps({"method": "copy"}).encode())
     return _accepted(ground_truth_entries(context.split, "preds/") + [metadata], method="copy")
+
+
+@case
+def wrapping_folder_twice(context: Context) -> Draft:
+    # Only one wrapping folder is stripped, so `b` reads as a sample id.
+    entries = ground_truth_entries(context.split, "a/b/")
+    return Draft(zip_bytes(entries), ("sample_unknown",) * 3 + ("sample_missing",) * 3,
+                 unknown_message("a/b/s0.png", "b"))
 
 
 @case

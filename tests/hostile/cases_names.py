@@ -25,15 +25,13 @@ from tests.hostile.drafts import (
 BUILDERS: list[Builder] = []
 case = registrar(BUILDERS)
 
-# Member names --------------------------------------------------------------------
-
 
 def _extra_member(context: Context, name: str, reason: str, hint: str = HINT_RELATIVE,
                   outside: bool = True) -> Draft:
     """Valid entries plus one PNG under an unsafe name."""
     entries = gt(context) + [Entry(name, rgba_png(layer()))]
     return Draft(zip_bytes(entries), ("zip_path_unsafe",), unsafe_message(name, reason, hint),
-                  outside_names=(name,) if outside else ())
+                 outside_names=(name,) if outside else ())
 
 
 @case
@@ -50,7 +48,7 @@ def zip_slip_inner(context: Context) -> Draft:
 def zip_slip_as_sample(context: Context) -> Draft:
     entries = gt(context, skip=("s0",)) + [Entry("../s0.png", rgba_png(layer()))]
     return Draft(zip_bytes(entries), ("zip_path_unsafe", "sample_missing"),
-                  unsafe_message("../s0.png", "a '..' component"), outside_names=("../s0.png",))
+                 unsafe_message("../s0.png", "a '..' component"), outside_names=("../s0.png",))
 
 
 @case
@@ -78,7 +76,7 @@ def backslash_separators(context: Context) -> Draft:
     # What some Windows tools write for a folder `preds` of PNGs.
     entries = [Entry(f"preds\\{entry.name}", entry.data) for entry in gt(context)]
     return Draft(zip_bytes(entries), ("zip_path_unsafe",) * 3 + ("sample_missing",) * 3,
-                  unsafe_message("preds\\s0.png", "a backslash", HINT_SEPARATORS))
+                 unsafe_message("preds\\s0.png", "a backslash", HINT_SEPARATORS))
 
 
 @case
@@ -143,23 +141,23 @@ def dot_member_name(context: Context) -> Draft:
 def symlink_as_sample(context: Context) -> Draft:
     entries = gt(context, skip=("s0",)) + [symlink("s0.png", "/etc/passwd")]
     return Draft(zip_bytes(entries), ("zip_symlink", "sample_missing"),
-                  "s0.png: member is a symbolic link (expected a regular file, found a symbolic "
-                  "link). Store the PNG itself, for example with `zip` without -y.")
+                 "s0.png: member is a symbolic link (expected a regular file, found a symbolic "
+                 "link). Store the PNG itself, for example with `zip` without -y.")
 
 
 @case
 def symlink_extra(context: Context) -> Draft:
     entries = gt(context) + [symlink("escape.png", "../../../etc/passwd")]
     return Draft(zip_bytes(entries), ("zip_symlink",),
-                  "escape.png: member is a symbolic link (expected a regular file, found a symbolic "
-                  "link). Store the PNG itself, for example with `zip` without -y.")
+                 "escape.png: member is a symbolic link (expected a regular file, found a symbolic "
+                 "link). Store the PNG itself, for example with `zip` without -y.")
 
 
 def _raw_name_case(context: Context, raw_name: bytes, decoded: str) -> Draft:
     members = [crafting.stored(entry.name.encode(), entry.data) for entry in gt(context)]
     members.append(crafting.stored(raw_name, rgba_png(layer())))
     return Draft(crafting.raw_zip(members), ("sample_unknown",),
-                  unknown_message(decoded, decoded.removesuffix(".png")))
+                 unknown_message(decoded, decoded.removesuffix(".png")))
 
 
 @case
@@ -178,21 +176,21 @@ def name_utf8_without_flag(context: Context) -> Draft:
 def duplicate_name(context: Context) -> Draft:
     entries = gt(context) + [Entry("s0.png", rgba_png(layer()))]
     return Draft(zip_bytes(entries), ("zip_duplicate_name",),
-                  "s0.png: another member has the same name (expected unique names, ignoring case, "
-                  "found s0.png and s0.png). Keep one file per name.")
+                 "s0.png: another member has the same name (expected unique names, ignoring case, "
+                 "found s0.png and s0.png). Keep one file per name.")
 
 
 @case
 def duplicate_after_dot_slash(context: Context) -> Draft:
     entries = gt(context) + [Entry("./s0.png", rgba_png(layer()))]
     return Draft(zip_bytes(entries), ("zip_duplicate_name",),
-                  "./s0.png: another member has the same name (expected unique names, ignoring case, "
-                  "found s0.png and ./s0.png). Keep one file per name.")
+                 "./s0.png: another member has the same name (expected unique names, ignoring case, "
+                 "found s0.png and ./s0.png). Keep one file per name.")
 
 
 @case
 def duplicate_by_case(context: Context) -> Draft:
     entries = gt(context) + [Entry("S0.png", rgba_png(layer()))]
     return Draft(zip_bytes(entries), ("zip_duplicate_name",),
-                  "S0.png: another member has a name that differs only by case (expected unique "
-                  "names, ignoring case, found s0.png and S0.png). Keep one file per name.")
+                 "S0.png: another member has a name that differs only by case (expected unique "
+                 "names, ignoring case, found s0.png and S0.png). Keep one file per name.")

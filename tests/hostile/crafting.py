@@ -1,8 +1,9 @@
 """Byte-level builders for zips and images that `zipfile` and Pillow will not write.
 
-`raw_zip` writes every header field by hand, so a test can set the flag bits,
-declare sizes that differ from the data, store names as raw bytes (cp437 without
-the UTF-8 flag) or give the local header another name than the central directory.
+`raw_zip` writes every header field by hand. A test can so set the flag bits,
+declare sizes that differ from the data, and store names as raw bytes (cp437 without
+the UTF-8 flag). It can also give the local header another name than the central
+directory.
 `zipcrypto_encrypt` implements the traditional PKWARE encryption ("ZipCrypto",
 APPNOTE.TXT section 6.1), which `zipfile` can read but not write.
 """
@@ -53,8 +54,8 @@ def deflate(data: bytes) -> bytes:
 def raw_zip(members: list[RawMember], prefix: bytes = b"") -> bytes:
     """Write local headers, data, the central directory and the end record.
 
-    `prefix` goes before the first local header, as in a self-extracting archive;
-    offsets count from the start of the file.
+    `prefix` goes before the first local header, as in a self-extracting archive.
+    Offsets count from the start of the file.
     """
     body = bytearray(prefix)
     directory = bytearray()
@@ -115,18 +116,21 @@ def zipcrypto_member(name: bytes, data: bytes, password: bytes) -> RawMember:
     return RawMember(name, zipcrypto_encrypt(data, password, crc), crc, len(data), flags=FLAG_ENCRYPTED)
 
 
+class UnseekableBuffer(io.RawIOBase):
+    """A write-only stream without seek, so `zipfile` writes data descriptors as streaming tools do."""
+
+    def __init__(self):
+        self.data = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, chunk) -> int:
+        self.data += chunk
+        return len(chunk)
+
+
 # Byte patches ------------------------------------------------------------------
-
-
-def set_compression_method(data: bytes, method: int) -> bytes:
-    """Set the compression method of every member, in local and central headers."""
-    patched = bytearray(data)
-    for signature, method_offset in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):
-        start = 0
-        while (position := patched.find(signature, start)) >= 0:
-            patched[position + method_offset:position + method_offset + 2] = struct.pack("<H", method)
-            start = position + 4
-    return bytes(patched)
 
 
 def break_central_directory(data: bytes) -> bytes:

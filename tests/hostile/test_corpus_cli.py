@@ -1,9 +1,10 @@
 """Every hostile case through `python -m evaluator validate`, the library and SubmissionArchive.
 
-Each case must give its expected verdict, problem codes and first message, exit with
-status 0 or 1 without a traceback, and write no file anywhere. Cases that show a
-known defect of the evaluator are marked xfail(strict=True) while they run, with the
-defect as the reason, so they start failing the day the defect is fixed.
+Each case must give its expected verdict, problem codes and first message, and exit
+with status 0 or 1 without a traceback. No file may appear in the corpus folder, nor
+at any path that an escaping member name points to. Cases that show a known defect
+of the evaluator are marked xfail(strict=True) while they run, with the defect as the
+reason, so they start failing the day the defect is fixed.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pytest
 from evaluator.archive import DEFAULT_LIMITS, ArchiveLimits
 from evaluator.cli import main
 from evaluator.commands import validate
-from evaluator.problems import Problem
+from evaluator.problems import Problem, Report
 from evaluator.split import Split
 from evaluator.submission import SubmissionArchive, SubmissionError, validate_submission
 from tests.hostile.corpus import CASES_FOLDER, Case, build_corpus, case_names, split_path
@@ -37,6 +38,8 @@ SUBPROCESS_CASES = ("zip_slip_parent", "absolute_unix_path", "ratio_bomb", "png_
 
 @dataclasses.dataclass(frozen=True)
 class Corpus:
+    """The built corpus and the folders that the tests watch."""
+
     root: Path  # everything the tests create lives under this folder
     workdir: Path  # the working directory of every validation
     cases: dict[str, Case]
@@ -106,6 +109,15 @@ def _check_json_report(output: str, case: Case) -> None:
         assert str(Problem(**report["problems"][0])) == case.message
 
 
+def _check_report(report: Report, case: Case) -> None:
+    assert report.valid is case.valid
+    assert tuple(problem.code for problem in report.problems) == case.codes
+    if case.valid:
+        assert report.summary == case.summary
+    else:
+        assert str(report.problems[0]) == case.message
+
+
 # The corpus itself -------------------------------------------------------------
 
 
@@ -133,6 +145,12 @@ def test_zipcrypto_member_decrypts(corpus):
     assert plain.startswith(b"\x89PNG\r\n\x1a\n")
 
 
+def test_data_descriptor_flag_set(corpus):
+    with zipfile.ZipFile(corpus.cases["data_descriptors_accepted"].zip_path) as archive:
+        flags = [info.flag_bits for info in archive.infolist()]
+    assert flags and all(flag & 0x8 for flag in flags)
+
+
 def test_cp437_name_stored_without_utf8_flag(corpus):
     with zipfile.ZipFile(corpus.cases["name_cp437"].zip_path) as archive:
         info = archive.infolist()[-1]
@@ -143,16 +161,22 @@ def test_cp437_name_stored_without_utf8_flag(corpus):
 # Command line, in-process ------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", case_names())
-def test_cli_json_report(name, corpus, request, capsys, monkeypatch):
-    case = _case(corpus, name, request)
+def _run_cli(corpus: Corpus, case: Case, request: pytest.FixtureRequest, json_output: bool) -> int:
     arguments = _cli_arguments(corpus, case)
     if not _cli_accepts(arguments[1:]):
         request.applymarker(pytest.mark.xfail(
             strict=True, reason="validate has no options for the archive limits"))
+    if not json_output:
+        arguments.remove("--json")
+    return main(arguments)
+
+
+@pytest.mark.parametrize("name", case_names())
+def test_cli_json_report(name, corpus, request, capsys, monkeypatch):
+    case = _case(corpus, name, request)
     monkeypatch.chdir(corpus.workdir)
 
-    status = main(arguments)
+    status = _run_cli(corpus, case, request, json_output=True)
 
     captured = capsys.readouterr()
     assert status == (0 if case.valid else 1)
@@ -163,17 +187,18 @@ def test_cli_json_report(name, corpus, request, capsys, monkeypatch):
 @pytest.mark.parametrize("name", case_names())
 def test_cli_text_output(name, corpus, request, capsys, monkeypatch):
     case = _case(corpus, name, request)
-    if case.limits != DEFAULT_LIMITS:
-        pytest.skip("the text output is checked through --json for lowered limits")
     monkeypatch.chdir(corpus.workdir)
 
-    status = main(["validate", "--split", str(corpus.split), "--predictions", str(case.zip_path),
-                   "--max-candidates", str(case.max_candidates)])
+    status = _run_cli(corpus, case, request, json_output=False)
 
     lines = capsys.readouterr().out.splitlines()
     assert status == (0 if case.valid else 1)
     if case.valid:
-        assert lines[0].startswith(f"valid: 3 samples, {case.summary['candidates']} candidate")
+        candidates = case.summary["candidates"]
+        summary = f"valid: 3 samples, {candidates} candidate{'s' if candidates > 1 else ''} each"
+        if "method" in case.summary:
+            summary += f" (method: {case.summary['method']})"
+        assert lines == [summary]
     else:
         assert lines[0] == f"invalid submission {case.zip_path}"
         assert lines[1] == f"{len(case.codes)} problem{'s' if len(case.codes) != 1 else ''}:"
@@ -189,12 +214,7 @@ def test_validate_submission_report(name, corpus, request):
     with Split(corpus.split, check_files=False) as split:
         report = validate_submission(case.zip_path, split, case.max_candidates, case.limits)
 
-    assert report.valid is case.valid
-    assert tuple(problem.code for problem in report.problems) == case.codes
-    if case.valid:
-        assert report.summary == case.summary
-    else:
-        assert str(report.problems[0]) == case.message
+    _check_report(report, case)
 
 
 @pytest.mark.parametrize("name", case_names())
@@ -207,14 +227,16 @@ def test_submission_archive(name, corpus, request):
                           for sample_id in archive.sample_ids for k in range(archive.n_candidates)]
             assert archive.sample_ids == ["s0", "s1", "s2"]
             assert archive.n_candidates == case.summary["candidates"]
-            assert all(layer.shape == (12, 16, 4) and layer.dtype == np.uint8 for layer in layers)
+            assert len(layers) == 3 * archive.n_candidates
+            for layer in layers:
+                assert layer.shape == (12, 16, 4)
+                assert layer.dtype == np.uint8
             return
         with pytest.raises(SubmissionError) as raised:
             SubmissionArchive(case.zip_path, split, case.max_candidates, case.limits)
 
     report = raised.value.report
-    assert tuple(problem.code for problem in report.problems) == case.codes
-    assert str(report.problems[0]) == case.message
+    _check_report(report, case)
     assert str(raised.value) == f"invalid submission\n{report.format()}"
 
 
@@ -264,12 +286,14 @@ def test_module_process(name, corpus):
     assert [path for path in _outside_paths(corpus, case) if path.exists()] == []
 
 
-def test_zip_from_file_object(corpus):
-    # The REST API validates uploads from an in-memory file; the verdict must not change.
-    case = corpus.cases["zip_slip_parent"]
+@pytest.mark.parametrize("name", case_names())
+def test_upload_file_object(name, corpus, request):
+    # A web upload arrives as a file object named like the uploaded file; the report is the same.
+    case = _case(corpus, name, request)
     upload = io.BytesIO(case.zip_path.read_bytes())
     upload.name = case.zip_path.name
+
     with Split(corpus.split, check_files=False) as split:
-        report = validate_submission(upload, split)
-    assert tuple(problem.code for problem in report.problems) == case.codes
-    assert str(report.problems[0]) == case.message
+        report = validate_submission(upload, split, case.max_candidates, case.limits)
+
+    _check_report(report, case)

@@ -14,7 +14,7 @@ from leaderboard_entries import finish_entry
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from leaderboard.api.errors import VALIDATION_MESSAGE
+from leaderboard.api.errors import SERVER_ERROR_MESSAGE, VALIDATION_MESSAGE
 from leaderboard.models import Submission
 
 API = "/api/v1"
@@ -354,3 +354,25 @@ def test_wrong_method(token_api, db):
     assert response.status_code == 405
     assert response.json() == {"error": {"code": "method_not_allowed", "message": 'Method "DELETE" not allowed.',
                                          "details": {}}}
+
+
+def test_cancel_of_others_public_submission(token_api, entries):
+    response = token_api.post(f"{API}/submissions/{entries['weak'].pk}/cancel/")
+
+    assert response.status_code == 403
+    assert response.json() == {"error": {"code": "permission_denied",
+                                         "message": "Only the owner of a submission can cancel its evaluation.",
+                                         "details": {}}}
+
+
+def test_unexpected_error_envelope(api, db, monkeypatch):
+    def broken(**kwargs):
+        raise RuntimeError("database on fire")
+
+    monkeypatch.setattr("leaderboard.selectors.benchmark_list", broken)
+
+    response = api.get(f"{API}/benchmarks/")
+
+    assert response.status_code == 500
+    assert response.json() == {"error": {"code": "server_error", "message": SERVER_ERROR_MESSAGE, "details": {}}}
+    assert "database on fire" not in response.content.decode()

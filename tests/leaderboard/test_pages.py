@@ -415,3 +415,22 @@ def test_pages_use_no_cdn(client, user, entries, demo_split):
         sources = re.findall(r'(?:src|href)="([^"]+)"', html)
         external = [source for source in sources if source.startswith(("http:", "https:", "//"))]
         assert external == [], url
+
+
+def test_submission_detail_shows_history(client, entries):
+    submission = entries["middle"]
+    first = submission.evaluations.get()
+    rescore = services.evaluation_rescore(submission=submission)
+
+    response = client.get(reverse("submission-detail", args=[submission.pk]))
+
+    assert [item["evaluation"].pk for item in response.context["history"]] == [rescore.pk, first.pk]
+    assert [item["state"] for item in response.context["history"]] == [rescore.state, "finished"]
+    assert 'id="history"' in response.content.decode()
+
+
+def test_submission_detail_without_history(client, entries):
+    response = client.get(reverse("submission-detail", args=[entries["middle"].pk]))
+
+    assert response.context["history"] == []
+    assert 'id="history"' not in response.content.decode()

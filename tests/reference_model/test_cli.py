@@ -1,0 +1,24 @@
+import pytest
+
+from evaluator.split import open_split
+from evaluator.submission import validate_submission
+from reference_model.cli import build_parser, main
+
+
+def test_train_arguments():
+    args = build_parser().parse_args(["train", "--data", "split", "--out", "run", "--steps", "7", "--resume"])
+    assert args.preset == "tiny"
+    assert args.steps == 7
+    assert args.resume
+
+
+def test_predict_requires_checkpoint():
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["predict", "--split", "s", "--out", "p.zip"])
+
+
+def test_baseline_command_writes_zip(disc_split_path, tmp_path, capsys):
+    out = tmp_path / "cutout.zip"
+    assert main(["baseline", "--kind", "cutout", "--split", str(disc_split_path), "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {out}"
+    assert validate_submission(out, open_split(disc_split_path)).valid
