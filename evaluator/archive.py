@@ -134,6 +134,8 @@ def _unsafe_reason(name: str) -> str | None:
         return "a '..' component"
     if _CONTROL_CHARACTER.search(name):
         return "a control character"
+    if not name.endswith("/") and not PurePosixPath(name).parts:
+        return "an empty path"
     return None
 
 
@@ -267,13 +269,16 @@ class SafeZip:
 
     def _check_name(self, info: zipfile.ZipInfo) -> str | None:
         """Return the normalised name of a safe entry, or None after adding a problem."""
-        reason = _unsafe_reason(info.filename)
+        # zipfile cuts `filename` at the first NUL byte; `orig_filename` is the stored name.
+        reason = _unsafe_reason(info.orig_filename)
         if reason is not None:
             hint = ("Create the archive with a tool that writes / separators, such as zip or "
                     "Python's zipfile." if reason == "a backslash"
                     else "Create the archive from inside the folder of PNGs.")
-            self._member_problem("zip_path_unsafe", info.filename, f"member name contains {reason}",
-                                 "a relative path with / separators", repr(info.filename), hint)
+            shown = (repr(info.orig_filename)[1:-1] if _CONTROL_CHARACTER.search(info.orig_filename)
+                     else info.orig_filename)
+            self._member_problem("zip_path_unsafe", shown, f"member name contains {reason}",
+                                 "a relative path with / separators", repr(info.orig_filename), hint)
             return None
         if stat.S_ISLNK(info.external_attr >> 16):
             self._member_problem("zip_symlink", info.filename, "member is a symbolic link",

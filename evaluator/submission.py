@@ -41,6 +41,7 @@ import json
 import logging
 import os
 import re
+import sys
 import warnings
 import zipfile
 from collections import Counter
@@ -110,7 +111,17 @@ def _png_header_size(data: bytes) -> tuple[int, int] | None:
 def _has_alpha(image: Image.Image) -> bool:
     if image.mode in ALPHA_MODES:
         return True
-    return image.mode in TRANSPARENCY_KEY_MODES and "transparency" in image.info
+    return image.mode in (*TRANSPARENCY_KEY_MODES, "I;16") and "transparency" in image.info
+
+
+def _to_rgba(image: Image.Image) -> np.ndarray:
+    if image.mode != "I;16":
+        return np.array(image.convert("RGBA"), dtype=np.uint8)
+    # Pillow clips 16-bit grey to 255 when converting, so scale it down here.
+    grey16 = np.array(image, dtype=np.uint16)
+    grey = (grey16 >> 8).astype(np.uint8)
+    alpha = np.where(grey16 == image.info["transparency"], 0, 255).astype(np.uint8)
+    return np.dstack([grey, grey, grey, alpha])
 
 
 def _mode_description(image: Image.Image) -> str:
@@ -164,14 +175,18 @@ def decode_candidate(
                         "RGBA (or LA, or a palette with transparency)", _mode_description(image),
                         "Save the layer with its alpha matte as an RGBA PNG.")
                 image.load()
-                layer = np.array(image.convert("RGBA"), dtype=np.uint8) if convert else None
+                layer = _to_rgba(image) if convert else None
     except Image.DecompressionBombError as error:
         # Only reachable when max_pixels is set above Pillow's own guard.
         return None, Problem(
             "image_too_many_pixels", name, "image has too many pixels for Pillow's guard",
             f"at most {Image.MAX_IMAGE_PIXELS} pixels", str(error),
             f"Resize the layer to {expected_size}.")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as error:
+    except UnidentifiedImageError:
+        return None, Problem(
+            "image_unreadable", name, "PNG cannot be decoded", "a complete, valid PNG",
+            "cannot identify image file", "Write the PNG again; it may be truncated.")
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
         return None, Problem(
             "image_unreadable", name, "PNG cannot be decoded", "a complete, valid PNG",
             str(error) or type(error).__name__, "Write the PNG again; it may be truncated.")
@@ -302,7 +317,7 @@ def _check_counts(candidates: dict[str, list[str]], max_candidates: int, display
             where = str(PurePosixPath(names[0]).parent) + "/" if len(names) > 1 else names[0]
             report.add(Problem(
                 "candidates_unequal", where, f"sample {sample_id} has a different number of candidates",
-                f"{n}, as {how_many} other samples have", str(len(names)),
+                f"{n}, as {how_many} other sample{'s have' if how_many != 1 else ' has'}", str(len(names)),
                 "Give every sample the same number of candidates."))
     if n > max_candidates:
         report.add(Problem(
@@ -332,6 +347,13 @@ def _read_metadata(archive: SafeZip, name: str, report: Report) -> dict:
     except json.JSONDecodeError as error:
         return invalid("metadata.json is not valid JSON", "a JSON object",
                        f"{error.msg} at line {error.lineno} column {error.colno}", "Fix the JSON.")
+    except RecursionError:
+        return invalid("metadata.json is not valid JSON", "a JSON object",
+                       "arrays or objects nested too deeply", "Fix the JSON.")
+    except ValueError:
+        # Python refuses to parse integers longer than sys.get_int_max_str_digits().
+        return invalid("metadata.json is not valid JSON", "a JSON object",
+                       f"an integer of more than {sys.get_int_max_str_digits()} digits", "Fix the JSON.")
     if not isinstance(metadata, dict):
         return invalid("metadata.json is not a JSON object", "a JSON object",
                        type(metadata).__name__, 'Write an object such as {"method": "..."}.')

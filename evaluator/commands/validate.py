@@ -7,7 +7,9 @@ cannot be opened.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
+from evaluator.archive import DEFAULT_LIMITS, ArchiveLimits
 from evaluator.problems import Report
 from evaluator.split import Split, SplitError
 from evaluator.submission import validate_submission
@@ -22,6 +24,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-candidates", type=int, default=8,
                         help="largest number of candidates per sample the benchmark accepts (default 8)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    limits = parser.add_argument_group("archive limits", "the server's limits for an uploaded zip")
+    for field in dataclasses.fields(ArchiveLimits):
+        default = getattr(DEFAULT_LIMITS, field.name)
+        limits.add_argument("--" + field.name.replace("_", "-"), type=type(default), default=default,
+                            metavar="N", help=f"ArchiveLimits.{field.name} (default {default})")
+
+
+def archive_limits(args: argparse.Namespace) -> ArchiveLimits:
+    """Return the ArchiveLimits that the command line options set; raises ValueError when not positive."""
+    return ArchiveLimits(**{field.name: getattr(args, field.name) for field in dataclasses.fields(ArchiveLimits)})
 
 
 def format_valid_summary(report: Report) -> str:
@@ -37,12 +49,18 @@ def format_valid_summary(report: Report) -> str:
 
 def run(args: argparse.Namespace) -> int:
     try:
+        limits = archive_limits(args)
+    except ValueError as error:
+        print(error)
+        return 2
+    try:
         split = Split(args.split, check_files=False)
     except SplitError as error:
         print(error)
         return 2
     with split:
-        report = validate_submission(args.predictions, split, max_candidates=args.max_candidates)
+        report = validate_submission(args.predictions, split, max_candidates=args.max_candidates,
+                                     limits=limits)
 
     if args.json:
         print(report.to_json())

@@ -72,8 +72,10 @@ def test_dot_slash_prefix_is_normalised(tmp_path):
 def test_unsafe_names_rejected(tmp_path, name, reason):
     path = write_zip(tmp_path / "unsafe.zip", [(name, b"x"), ("ok.png", b"y")])
     with SafeZip(path) as archive:
+        # A name with a control character is escaped, so it cannot split a report line.
+        shown = repr(name)[1:-1] if reason == "a control character" else name
         assert problem_fields(archive) == [
-            ("zip_path_unsafe", name, "a relative path with / separators", repr(name)),
+            ("zip_path_unsafe", shown, "a relative path with / separators", repr(name)),
         ]
         assert archive.problems[0].message == f"member name contains {reason}"
         assert archive.problems[0].hint.startswith(

@@ -259,8 +259,8 @@ def test_nothing_written(name, corpus, monkeypatch):
         except Exception:  # SubmissionError, or a crash that the report tests fail on
             pass
 
-    # NOTE: the repository itself is not snapshotted, because other processes may write
-    # there at the same time; only the named escape targets inside it are checked.
+    # NOTE: other processes may write to the repository at the same time, so it is not
+    # snapshotted. Only the named escape targets inside it are checked.
     assert _snapshot(corpus.root) == before
     assert [path for path in outside if path.exists()] == []
 
