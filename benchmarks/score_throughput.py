@@ -21,6 +21,7 @@ benchmarks/results/score.md):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -55,7 +56,7 @@ from evaluator.synthetic.engine import make_synthetic_split  # noqa: E402
 
 
 def make_inputs(folder: Path, samples: int, size: int) -> tuple[Path, Path, Path]:
-    """A split and two single-candidate submissions: darkened and brightened ground truth."""
+    """Write a split and two single-candidate submissions: darkened and brightened ground truth."""
     split_path = make_synthetic_split(folder, samples=samples, size=size, seed=0)
     split = Split(split_path)
 
@@ -125,6 +126,7 @@ def measure_rss(args, weights_dir: Path, samples: int) -> dict:
     command = [
         sys.executable, __file__, "--rss-child", "--samples", str(samples), "--size", str(args.size),
         "--config", args.config, "--weights", str(weights_dir), "--workers", str(args.workers),
+        "--chunk-size", str(args.chunk_size),
     ]
     if args.threads:
         command += ["--threads", str(args.threads)]
@@ -132,8 +134,13 @@ def measure_rss(args, weights_dir: Path, samples: int) -> dict:
     return json.loads(output.strip().splitlines()[-1])
 
 
+def load_benchmark_config(args):
+    # chunk_size only changes speed, never a score, so overriding it keeps the config hash.
+    return dataclasses.replace(load_config(args.config), chunk_size=args.chunk_size)
+
+
 def rss_child(args) -> None:
-    config = load_config(args.config)
+    config = load_benchmark_config(args)
     with tempfile.TemporaryDirectory() as folder:
         split_path, first, _ = make_inputs(Path(folder), args.samples, args.size)
         _, seconds = timed(score_submission, split_path, first, config=config, weights_dir=args.weights,
@@ -166,6 +173,8 @@ def main() -> None:
     parser.add_argument("--weights", help="weights folder (default: stand-ins written to a temporary folder)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     parser.add_argument("--workers", type=int, default=1, help="loader processes of the batched pipeline")
+    parser.add_argument("--chunk-size", type=int, default=256,
+                        help="samples per chunk (default 256, as reflade-v1; test-tiny's own is small for tests)")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's own)")
     parser.add_argument("--rss", action="store_true", help="also measure peak RSS at --samples and 10x")
     parser.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
@@ -176,7 +185,7 @@ def main() -> None:
         rss_child(args)
         return
 
-    config = load_config(args.config)
+    config = load_benchmark_config(args)
     device = pick_device(args.device)
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
@@ -192,6 +201,7 @@ def main() -> None:
         result = {
             "samples": args.samples, "size": args.size, "config": config.name, "eval_size": config.eval_size,
             "device": str(device), "threads": torch.get_num_threads(), "workers": args.workers,
+            "chunk_size": config.chunk_size,
             "setup_seconds": round(setup_seconds, 1),
             "batched_seconds": round(batched_seconds, 2),
             "warm_seconds": round(warm_seconds, 2),

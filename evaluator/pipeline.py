@@ -35,7 +35,7 @@ from evaluator.gt_cache import GtCache, ground_truth_version, resolve_cache_dir
 from evaluator.metrics import metrics_version
 from evaluator.metrics.images import background_bytes
 from evaluator.metrics.scoring import MetricNetworks, completion_direction, pick_device
-from evaluator.pipeline_data import GtDataset, PredictionDataset, default_workers, make_loader
+from evaluator.pipeline_data import ScoringDataset, default_workers, make_loader
 from evaluator.split import Split
 from evaluator.submission import SubmissionArchive
 from evaluator.weights import resolve_weights_dir, weights_fingerprint
@@ -62,12 +62,19 @@ class ScoringContext:
         self.device = pick_device(device)
         self.background = background_bytes(config.i_bkgd)
         self._networks: MetricNetworks | None = None
+        self._gt_versions: dict[Path, str] = {}
 
     @property
     def networks(self) -> MetricNetworks:
         if self._networks is None:
             self._networks = MetricNetworks(self.weights_dir, self.config, self.device, self.config.batch_size)
         return self._networks
+
+    def ground_truth_version(self, split: Split) -> str:
+        """Return the split's ground-truth version, computed once per split in this context."""
+        if split.path not in self._gt_versions:
+            self._gt_versions[split.path] = ground_truth_version(split)
+        return self._gt_versions[split.path]
 
 
 @dataclass
@@ -128,30 +135,24 @@ def _open_inputs(split, submission, config: BenchmarkConfig) -> tuple[Split, Sub
     return split, submission
 
 
-def _fill_gt_cache(split: Split, indices: list[int], cache: GtCache, context: ScoringContext, workers: int) -> None:
-    """Compute and store the ground-truth entries of `indices` that the cache lacks."""
-    missing = [i for i in indices if not cache.has(split.samples[i].sample_id)]
-    if not missing:
-        return
-    logger.info("computing ground truth of %d samples into %s", len(missing), cache.folder)
-    networks = context.networks
-    dataset = GtDataset(split, missing, context.config.eval_size, context.background)
-    for batch in make_loader(dataset, context.config.batch_size, workers):
-        rgba = [entry for _, entry in batch if entry.rgb is not None]
-        if rgba:
-            embeddings = networks.clip_embedding(np.stack([e.rgb for e in rgba] + [e.restricted for e in rgba]))
-            features = networks.inception_features(np.stack([e.rgb for e in rgba]))
-            for j, entry in enumerate(rgba):
-                entry.clip_full = embeddings[j]
-                entry.clip_visible = embeddings[len(rgba) + j]
-                entry.inception = features[j].astype(np.float32)
-        for index, entry in batch:
-            cache.write(split.samples[index].sample_id, entry)
+def _complete_ground_truth(batch: list[dict], split: Split, cache: GtCache, networks: MetricNetworks) -> None:
+    """Add the network features to the batch's ground-truth entries the cache lacked, and store them."""
+    fresh = [item for item in batch if not item["gt_cached"]]
+    rgba = [item["gt"] for item in fresh if item["gt"].rgb is not None]
+    if rgba:
+        embeddings = networks.clip_embedding(np.stack([gt.rgb for gt in rgba] + [gt.restricted for gt in rgba]))
+        features = networks.inception_features(np.stack([gt.rgb for gt in rgba]))
+        for j, gt in enumerate(rgba):
+            gt.clip_full = embeddings[j]
+            gt.clip_visible = embeddings[len(rgba) + j]
+            gt.inception = features[j].astype(np.float32)
+    for item in fresh:
+        cache.write(split.samples[item["index"]].sample_id, item["gt"])
 
 
 def _rgb_metrics(items: list[dict], networks: MetricNetworks, n: int) -> tuple[dict, np.ndarray]:
-    """lpips_vis, dir, lpips_comp for items with RGB ground truth, (len(items) * n,) each,
-    and the candidate-0 Inception features (len(items), dims)."""
+    """Compute lpips_vis, dir and lpips_comp, (len(items) * n,) each, for items with RGB
+    ground truth, and the candidate-0 Inception features (len(items), dims)."""
     gts = [item["gt"] for item in items]
     predicted = np.concatenate([item["composites"] for item in items])  # (B * n, S, S, 3)
     predicted_visible = np.concatenate([item["restricted"] for item in items])
@@ -187,8 +188,8 @@ def score_chunk(
 ) -> ChunkResult:
     """Score samples [start, stop) of the split; see the module docstring.
 
-    `context` shares loaded networks between chunks of one process; `workers` is the
-    number of loader processes (default: one per spare CPU core, at most 4);
+    `context` shares loaded networks between chunks of one process. `workers` is the
+    number of loader processes (default: one per spare CPU core, at most 4).
     `progress` is called with the number of samples after each batch.
     """
     started = time.monotonic()
@@ -202,19 +203,18 @@ def score_chunk(
             f"but the chunk asks for {config.name} ({config.hash[:12]}); make a context for this config"
         )
     workers = default_workers() if workers is None else workers
-    gt_version = ground_truth_version(split)
+    gt_version = context.ground_truth_version(split)
     cache = GtCache(resolve_cache_dir(cache_dir), gt_version, config.hash, context.weights_fingerprint)
     indices = list(range(start, stop))
     logger.info("scoring samples %d..%d of %s on %s", start, stop, split.path, context.device)
-
-    _fill_gt_cache(split, indices, cache, context, workers)
 
     n = submission.n_candidates
     rows: list[dict] = []
     fid_groups: list[list[str]] = []
     prediction_features, truth_features = [], []
-    dataset = PredictionDataset(split, submission, indices, cache, config.eval_size, context.background)
+    dataset = ScoringDataset(split, submission, indices, cache, config.eval_size, context.background)
     for batch in make_loader(dataset, config.batch_size, workers):
+        _complete_ground_truth(batch, split, cache, context.networks)
         rgba = [item for item in batch if item["gt"].rgb is not None]
         values, features = _rgb_metrics(rgba, context.networks, n) if rgba else ({}, None)
         position = {id(item): j for j, item in enumerate(rgba)}
@@ -333,7 +333,7 @@ def _check_chunks(chunks: list[ChunkResult]) -> list[ChunkResult]:
 
 
 def group_fids(chunks: list[ChunkResult]) -> dict[str, float]:
-    """FID per group from the chunks' summed statistics.
+    """Compute the FID per group from the chunks' summed statistics.
 
     Groups with exactly the same rows (such as a category that covers a whole layer
     kind) share one computation.

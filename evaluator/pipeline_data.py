@@ -1,11 +1,10 @@
-"""Loader datasets of the scoring pipeline: decoding and preparation in worker processes.
+"""The loader dataset of the scoring pipeline: decoding and preparation in worker processes.
 
-`GtDataset` prepares the ground truth of samples missing from the cache.
-`PredictionDataset` prepares the candidates of a submission next to the cached ground
-truth. It also computes the mask metrics (`iou`, `iou_occ`), because they need no
-network. Both
-pickle the `Split` and `SubmissionArchive` by path, so `torch.utils.data.DataLoader`
-workers reopen them.
+`ScoringDataset` prepares each sample's candidates next to its ground truth, read
+from the cache or, when the cache lacks it, prepared from the split (the main process
+then adds the network features and stores it). It also computes the mask metrics
+(`iou`, `iou_occ`), because they need no network. It pickles the `Split` and
+`SubmissionArchive` by path, so `torch.utils.data.DataLoader` workers reopen them.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from evaluator.gt_cache import GtCache, GtEntry
 from evaluator.metrics.images import amodal_ious, amodal_mask, prepare_layer, prepare_mask, restrict
-from evaluator.split import Split
+from evaluator.split import Sample, Split
 
 
 def default_workers() -> int:
@@ -44,34 +43,22 @@ def make_loader(dataset: Dataset, batch_size: int, workers: int) -> DataLoader:
     )
 
 
-class GtDataset(Dataset):
-    """Items: (sample index, GtEntry without network features)."""
-
-    def __init__(self, split: Split, indices: list[int], size: int, background: np.ndarray):
-        self.split = split
-        self.indices = indices
-        self.size = size
-        self.background = background
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, position: int) -> tuple[int, GtEntry]:
-        index = self.indices[position]
-        sample = self.split.samples[index]
-        layer = self.split.read_gt_layer(sample)
-        visible = self.split.read_gt_visible(sample)
-        entry = GtEntry(mask=amodal_mask(layer), visible=visible, visible_eval=prepare_mask(visible, self.size))
-        entry.nothing_hidden = not bool((entry.mask & ~visible).any())
-        if sample.gt_kind == "rgba":
-            entry.rgb = prepare_layer(layer, self.size, self.background)
-            entry.restricted = restrict(entry.rgb, entry.visible_eval, self.background)
-        return index, entry
+def prepare_ground_truth(split: Split, sample: Sample, size: int, background: np.ndarray) -> GtEntry:
+    """Prepare the ground truth of a sample, without the network features."""
+    layer = split.read_gt_layer(sample)
+    visible = split.read_gt_visible(sample)
+    entry = GtEntry(mask=amodal_mask(layer), visible=visible, visible_eval=prepare_mask(visible, size))
+    entry.nothing_hidden = not bool((entry.mask & ~visible).any())
+    if sample.gt_kind == "rgba":
+        entry.rgb = prepare_layer(layer, size, background)
+        entry.restricted = restrict(entry.rgb, entry.visible_eval, background)
+    return entry
 
 
-class PredictionDataset(Dataset):
-    """Items: a dict with the sample index, its GtEntry, and per candidate the prepared
-    composite p_rgb (uint8 (n, S, S, 3)), p_rgb ⊙ v, `iou` and `iou_occ`."""
+class ScoringDataset(Dataset):
+    """Items: a dict with the sample index, its GtEntry, `gt_cached` (False when the
+    entry still lacks its network features), and per candidate the prepared composite
+    p_rgb (uint8 (n, S, S, 3)), p_rgb ⊙ v, `iou` and `iou_occ`."""
 
     def __init__(self, split: Split, submission, indices: list[int], cache: GtCache, size: int,
                  background: np.ndarray):
@@ -88,7 +75,11 @@ class PredictionDataset(Dataset):
     def __getitem__(self, position: int) -> dict:
         index = self.indices[position]
         sample = self.split.samples[index]
-        gt = self.cache.read(sample.sample_id, self.background)
+        cached = self.cache.has(sample.sample_id)
+        if cached:
+            gt = self.cache.read(sample.sample_id, self.background)
+        else:
+            gt = prepare_ground_truth(self.split, sample, self.size, self.background)
         composites, restricted, ious, ious_occ = [], [], [], []
         for k in range(self.submission.n_candidates):
             layer = self.submission.read_candidate(sample.sample_id, k)
@@ -101,6 +92,7 @@ class PredictionDataset(Dataset):
         return {
             "index": index,
             "gt": gt,
+            "gt_cached": cached,
             "composites": np.stack(composites),
             "restricted": np.stack(restricted),
             "iou": np.array(ious),

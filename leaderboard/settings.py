@@ -206,7 +206,9 @@ REFLADE_CACHE = os.environ.get("REFLADE_CACHE", str(DATA_DIR / "cache"))
 REFLADE_UPLOAD_MAX_BYTES = env_int("REFLADE_UPLOAD_MAX_BYTES", 2 * 1024**3)
 REFLADE_QUOTA_LIMIT = env_int("REFLADE_QUOTA_LIMIT", 5)
 REFLADE_QUOTA_WINDOW_HOURS = env_int("REFLADE_QUOTA_WINDOW_HOURS", 24)
-# Seconds without a heartbeat after which the reaper re-queues an evaluation.
+# Seconds without a heartbeat after which the reaper re-queues an evaluation. Scoring
+# beats every 30 s; validation and aggregation beat only when they start, so this
+# must exceed their hard time limit of 660 s.
 REFLADE_HEARTBEAT_TIMEOUT = env_int("REFLADE_HEARTBEAT_TIMEOUT", 900)
 # Seconds an evaluation may wait in the queue before the reaper re-sends it.
 REFLADE_QUEUED_TIMEOUT = env_int("REFLADE_QUEUED_TIMEOUT", 6 * 3600)

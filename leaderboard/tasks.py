@@ -2,7 +2,7 @@
 
 Tasks take ids, load rows, call the evaluator and write through services. Every
 task is safe to run twice, because state changes are conditional updates and
-chunk results are upserts; late acks redeliver a task whose worker died.
+chunk results are upserts. Late acks redeliver a task whose worker died.
 Transient errors (database, broker, storage, connection) are retried with
 backoff. Any other error fails the evaluation as an infrastructure failure,
 unless the submission turns out to be invalid, which fails it as the user's.
@@ -14,6 +14,7 @@ import functools
 import logging
 import math
 import tempfile
+import time
 import traceback
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from leaderboard.storage import cache_dir, local_path, materialise, private_stor
 
 logger = logging.getLogger(__name__)
 
-# Errors worth retrying: the database, the broker, the storage or the network hiccuped.
+# Errors worth retrying: the database, the broker, the storage or the network failed briefly.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     OperationalError, InterfaceError, BrokerError, ConnectionError, TimeoutError
 )
@@ -45,6 +46,7 @@ except ImportError:  # only deployments with S3 storage install botocore
     pass
 MAX_RETRIES = 5
 RETRY_BACKOFF_MAX_SECONDS = 300
+HEARTBEAT_INTERVAL_SECONDS = 30
 INFRASTRUCTURE_MESSAGE = "Scoring failed on our side; this upload does not count against your quota."
 
 
@@ -116,7 +118,7 @@ def fail_infrastructure(evaluation_id: int, reason: str, error: BaseException) -
 
 
 def ground_truth_path(split: Split) -> Path:
-    """The split's ground-truth .tar in the local cache, keyed by its version."""
+    """Return the split's ground-truth .tar in the local cache, keyed by its version."""
     local = cache_dir() / "ground-truth" / f"{split.ground_truth_version}.tar"
     return materialise(private_storage(), split.ground_truth_location, local)
 
@@ -137,7 +139,7 @@ def benchmark_config(evaluation: Evaluation):
 # Validation ---------------------------------------------------------------------------
 
 
-@evaluation_task(soft_time_limit=600, time_limit=720)
+@evaluation_task(soft_time_limit=600, time_limit=660)
 def validate_submission_task(evaluation_id: int) -> None:
     """Validate the zip; reject it with every problem, or queue it for scoring."""
     evaluation = services.evaluation_begin_validation(evaluation_id=evaluation_id)
@@ -224,6 +226,23 @@ class ScoringContexts:
 scoring_contexts = ScoringContexts()
 
 
+class HeartbeatProgress:
+    """A `score_chunk` progress callback that beats the heartbeat between batches.
+
+    Writes at most once per HEARTBEAT_INTERVAL_SECONDS, so a chunk that takes longer
+    than the reaper's timeout is not mistaken for a dead one.
+    """
+
+    def __init__(self, evaluation_id: int):
+        self.evaluation_id = evaluation_id
+        self.last = time.monotonic()
+
+    def __call__(self, samples: int) -> None:
+        if time.monotonic() - self.last >= HEARTBEAT_INTERVAL_SECONDS:
+            services.evaluation_heartbeat(evaluation_id=self.evaluation_id)
+            self.last = time.monotonic()
+
+
 @evaluation_task(
     soft_time_limit=settings.REFLADE_CHUNK_SOFT_TIME_LIMIT, time_limit=settings.REFLADE_CHUNK_TIME_LIMIT
 )
@@ -251,6 +270,7 @@ def score_chunk_task(evaluation_id: int, chunk: int) -> None:
                     cache_dir=cache_dir() / "evaluator",
                     workers=settings.REFLADE_LOADER_WORKERS,
                     context=scoring_contexts.get(config),
+                    progress=HeartbeatProgress(evaluation_id),
                 )
         except SubmissionError as error:
             services.evaluation_fail(
@@ -265,7 +285,7 @@ def score_chunk_task(evaluation_id: int, chunk: int) -> None:
     services.chunk_result_store(evaluation_id=evaluation_id, chunk=chunk, payload=result.to_bytes())
 
 
-@evaluation_task(soft_time_limit=900, time_limit=1000)
+@evaluation_task(soft_time_limit=600, time_limit=660)
 def aggregate_evaluation_task(evaluation_id: int) -> None:
     """Combine the stored chunk results into the report and per-sample Parquet."""
     from evaluator.pipeline import ChunkResult as ScoredChunk

@@ -82,9 +82,13 @@ class TransformerConfig:
     num_attention_heads: int = 2
     caption_projection_dim: int = 64
     pos_embed_max_size: int = 16
-    # Kernel of the convolution that compresses [x_t, image latent, canvas latent]
-    # (3 * C channels) to the transformer's C input channels.
+    # Kernel of the convolution that maps [x_t, image latent, canvas latent]
+    # (3 * C channels) to the transformer's input channels.
     compress_kernel_size: int = 3
+    # Input channels of the transformer; None means C, the latent channels, as a
+    # pretrained SD3 transformer expects. The tiny preset keeps all 3 * C channels
+    # because squeezing them into C = 4 left its transformer too little of the image.
+    in_channels: int | None = None
     # Subfolder of the pretrained folder to load the transformer from, or None.
     pretrained_subfolder: str | None = None
 
@@ -119,7 +123,7 @@ class TrainConfig:
     # Linear warm-up steps of the learning rate, then constant.
     warmup_steps: int = 100
     # Denoiser-stage steps (the alpha decoder trains alongside).
-    steps: int = 1500
+    steps: int = 2500
     # VAE-stage steps; ignored when the VAE is pretrained.
     vae_steps: int = 300
     # Examples per VAE-stage step; each gives three images (image, canvas, layer RGB).
@@ -200,7 +204,7 @@ def _build_section(section_type: type, values: dict, name: str):
 
 def tiny() -> ModelConfig:
     """64 px, a 16 x 16 x 4 latent, a 3-layer width-64 MMDiT; trains on a CPU."""
-    return ModelConfig(preset="tiny")
+    return ModelConfig(preset="tiny", transformer=TransformerConfig(in_channels=12))
 
 
 def sd3_medium(pretrained: str | None = None) -> ModelConfig:

@@ -174,22 +174,25 @@ def build_text_encoder(config: ModelConfig) -> nn.Module:
 
 
 class RefLayerDenoiser(nn.Module):
-    """The input compression convolution followed by the MMDiT.
+    """The input convolution followed by the MMDiT.
 
     The convolution maps [x_t, image latent, canvas latent] (B, 3C, h, w) to the
-    transformer's C input channels. It starts as the identity on x_t and zero on
-    the two conditions, so a pretrained transformer first receives its usual input.
+    transformer's input channels: C for a pretrained SD3 transformer, or up to 3C.
+    Input channel i starts copied to output channel i, and the rest of the kernel at
+    zero. With C outputs that is the identity on x_t and zero on the two
+    conditions, so a pretrained transformer first receives its usual input.
     """
 
     def __init__(self, transformer: SD3Transformer2DModel, kernel_size: int):
         super().__init__()
-        channels = transformer.config.in_channels
-        self.compress = nn.Conv2d(3 * channels, channels, kernel_size, padding=kernel_size // 2)
+        latent_channels = transformer.config.out_channels
+        in_channels = transformer.config.in_channels
+        self.compress = nn.Conv2d(3 * latent_channels, in_channels, kernel_size, padding=kernel_size // 2)
         with torch.no_grad():
             self.compress.weight.zero_()
             self.compress.bias.zero_()
             centre = kernel_size // 2
-            for channel in range(channels):
+            for channel in range(min(in_channels, 3 * latent_channels)):
                 self.compress.weight[channel, channel, centre, centre] = 1.0
         self.transformer = transformer
 
@@ -222,7 +225,7 @@ def build_transformer(config: ModelConfig, hidden_dim: int, pooled_dim: int, lat
     return SD3Transformer2DModel(
         sample_size=transformer_config.sample_size,
         patch_size=transformer_config.patch_size,
-        in_channels=latent_channels,
+        in_channels=transformer_config.in_channels or latent_channels,
         out_channels=latent_channels,
         num_layers=transformer_config.num_layers,
         attention_head_dim=transformer_config.attention_head_dim,

@@ -116,6 +116,13 @@ def chunk_result_store(*, evaluation_id: int, chunk: int, payload: bytes) -> boo
     return True
 
 
+def evaluation_heartbeat(*, evaluation_id: int) -> bool:
+    """Record that a worker is still scoring; False when the evaluation is no longer scoring."""
+    return bool(
+        Evaluation.objects.filter(pk=evaluation_id, state=S.SCORING).update(heartbeat_at=timezone.now())
+    )
+
+
 def evaluation_begin_aggregation(*, evaluation_id: int) -> Evaluation | None:
     """Move scoring to aggregating; return the evaluation when this call moved it."""
     if not Evaluation.objects.transition(evaluation_id, S.SCORING, S.AGGREGATING, heartbeat_at=timezone.now()):

@@ -1,7 +1,10 @@
+import functools
 import hashlib
+import http.server
 import json
 import shutil
 import socket
+import threading
 
 import pytest
 import torch
@@ -123,3 +126,62 @@ def test_published_table_matches_file_names():
     for item in (weights.ALEXNET, weights.INCEPTION):
         suffix = item.path.rsplit("-", 1)[1].removesuffix(".pth")
         assert item.sha256.startswith(suffix)
+
+
+@pytest.fixture
+def local_server(tmp_path):
+    """An HTTP server on 127.0.0.1 serving the files of tmp_path/served."""
+    served = tmp_path / "served"
+    served.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield served, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def publish(monkeypatch, served, url, contents: dict[str, bytes], wrong: str | None = None):
+    """Serve small files and point the published table at them."""
+    items = {}
+    for name, data in contents.items():
+        file_name = name.replace("/", "_")
+        (served / file_name).write_bytes(data)
+        digest = hashlib.sha256(data).hexdigest() if name != wrong else "0" * 64
+        items[name] = weights.PublishedFile(path=name, url=f"{url}/{file_name}", sha256=digest)
+    alexnet, clip, inception = items.values()
+    monkeypatch.setattr(weights, "ALEXNET", alexnet)
+    monkeypatch.setattr(weights, "INCEPTION", inception)
+    monkeypatch.setattr(weights, "CLIP_FILES", {("ViT-L-14", "openai"): clip})
+    monkeypatch.setattr(weights, "PUBLISHED_SHA256", {item.path: item.sha256 for item in items.values()})
+
+
+CONTENTS = {
+    "lpips/alexnet-owt-7be5be79.pth": b"alexnet bytes",
+    "clip/ViT-L-14-openai.pt": b"clip bytes",
+    "inception/pt_inception-2015-12-05-6726825d.pth": b"inception bytes",
+}
+
+
+def test_fetch_downloads_and_verifies(local_server, monkeypatch, tmp_path, capsys):
+    served, url = local_server
+    publish(monkeypatch, served, url, CONTENTS)
+    target = tmp_path / "weights"
+    assert main(["weights", "fetch", "--dir", str(target)]) == 0
+    for name, data in CONTENTS.items():
+        assert (target / name).read_bytes() == data
+    assert weights_fingerprint(target)[1] is True
+    assert capsys.readouterr().out.splitlines()[-1].endswith(": verified")
+
+
+def test_fetch_rejects_wrong_checksum(local_server, monkeypatch, tmp_path, capsys):
+    served, url = local_server
+    publish(monkeypatch, served, url, CONTENTS, wrong="clip/ViT-L-14-openai.pt")
+    target = tmp_path / "weights"
+    assert main(["weights", "fetch", "--dir", str(target)]) == 1
+    error = capsys.readouterr().err
+    assert f"error: downloaded {url}/clip_ViT-L-14-openai.pt has SHA-256 " in error
+    assert "expected " + "0" * 64 + "; the file was deleted, so retry" in error
+    assert not (target / "clip/ViT-L-14-openai.pt").exists()
+    assert not (target / "clip/ViT-L-14-openai.pt.part").exists()

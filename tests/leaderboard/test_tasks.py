@@ -181,3 +181,24 @@ def test_reaper_skips_evaluation_that_moved(evaluation):
     assert services.evaluation_requeue(evaluation_id=evaluation.pk, stale_before=cutoff) == "skipped"
     evaluation.refresh_from_db()
     assert evaluation.state == S.SCORING
+
+
+def test_heartbeat_progress_beats_while_scoring(evaluation, monkeypatch):
+    import leaderboard.tasks as tasks
+
+    monkeypatch.setattr(tasks, "HEARTBEAT_INTERVAL_SECONDS", 0)
+    old = timezone.now() - timedelta(hours=1)
+    set_state(evaluation, S.SCORING, heartbeat_at=old)
+
+    tasks.HeartbeatProgress(evaluation.pk)(16)
+
+    evaluation.refresh_from_db()
+    assert evaluation.heartbeat_at > old + timedelta(minutes=59)
+
+
+def test_heartbeat_ignored_after_cancel(evaluation):
+    old = timezone.now() - timedelta(hours=1)
+    set_state(evaluation, S.CANCELLED, heartbeat_at=old)
+    assert not services.evaluation_heartbeat(evaluation_id=evaluation.pk)
+    evaluation.refresh_from_db()
+    assert evaluation.heartbeat_at == old

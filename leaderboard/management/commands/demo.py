@@ -80,9 +80,22 @@ class Command(BaseCommand):
 
 
 def ensure_weights(config: str, stdout) -> Path:
-    """Write stand-in metric weights when the weights folder is missing or empty."""
+    """Write stand-in metric weights when the weights folder is missing or empty.
+
+    Raises CommandError when the folder has other files but lacks some that the
+    config needs, rather than writing stand-ins among real weights.
+    """
+    from evaluator.config import load_config
+    from evaluator.weights import required_files
+
     folder = Path(settings.REFLADE_WEIGHTS)
     if folder.is_dir() and any(folder.iterdir()):
+        missing = [name for name in required_files(load_config(config)) if not (folder / name).is_file()]
+        if missing:
+            raise CommandError(
+                f"the weights folder {folder} lacks {', '.join(missing)} that config {config} needs; "
+                "set REFLADE_WEIGHTS to an empty folder for the demo's stand-in weights"
+            )
         return folder
     stdout.write(f"writing stand-in weights for {config} to {folder}")
     subprocess.run(
