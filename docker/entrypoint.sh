@@ -2,9 +2,9 @@
 # Entry point of the web and worker images: wait for the database, then run the
 # container's command (gunicorn, celery or manage.py) in place of this shell.
 #
-# REFLADE_DB_WAIT_SECONDS (default 60) bounds the wait. Containers on other hosts
-# start before the database answers often enough that a bounded wait beats a
-# crash loop. Migrations run only in the `migrate` service, never here.
+# REFLADE_DB_WAIT_SECONDS (default 60) bounds the wait. Workers on other hosts often
+# start before the database accepts connections, and a bounded wait avoids a
+# restart loop. Migrations run only in the `migrate` service, never here.
 set -eu
 
 python - <<'PYTHON'

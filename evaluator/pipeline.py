@@ -62,19 +62,12 @@ class ScoringContext:
         self.device = pick_device(device)
         self.background = background_bytes(config.i_bkgd)
         self._networks: MetricNetworks | None = None
-        self._gt_versions: dict[Path, str] = {}
 
     @property
     def networks(self) -> MetricNetworks:
         if self._networks is None:
             self._networks = MetricNetworks(self.weights_dir, self.config, self.device, self.config.batch_size)
         return self._networks
-
-    def ground_truth_version(self, split: Split) -> str:
-        """Return the split's ground-truth version, computed once per split in this context."""
-        if split.path not in self._gt_versions:
-            self._gt_versions[split.path] = ground_truth_version(split)
-        return self._gt_versions[split.path]
 
 
 @dataclass
@@ -185,12 +178,14 @@ def score_chunk(
     workers: int | None = None,
     context: ScoringContext | None = None,
     progress: Callable[[int], None] | None = None,
+    gt_version: str | None = None,
 ) -> ChunkResult:
     """Score samples [start, stop) of the split; see the module docstring.
 
     `context` shares loaded networks between chunks of one process. `workers` is the
     number of loader processes (default: one per spare CPU core, at most 4).
-    `progress` is called with the number of samples after each batch.
+    `progress` is called with the number of samples after each batch. `gt_version`
+    passes `ground_truth_version(split)` when the caller has it already.
     """
     started = time.monotonic()
     split, submission = _open_inputs(split, submission, config)
@@ -203,7 +198,9 @@ def score_chunk(
             f"but the chunk asks for {config.name} ({config.hash[:12]}); make a context for this config"
         )
     workers = default_workers() if workers is None else workers
-    gt_version = context.ground_truth_version(split)
+    # Recomputed per chunk unless given, because a long-lived context may outlive a
+    # change of the ground truth under the same path.
+    gt_version = gt_version or ground_truth_version(split)
     cache = GtCache(resolve_cache_dir(cache_dir), gt_version, config.hash, context.weights_fingerprint)
     indices = list(range(start, stop))
     logger.info("scoring samples %d..%d of %s on %s", start, stop, split.path, context.device)
@@ -391,6 +388,7 @@ def score_submission(
     split = Split(split_path)
     submission = SubmissionArchive(predictions_zip, split, config.max_candidates)
     context = ScoringContext(config, weights_dir, device)
+    gt_version = ground_truth_version(split)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -402,7 +400,7 @@ def score_submission(
             stop = min(start + config.chunk_size, len(split))
             chunks.append(score_chunk(
                 split, submission, start, stop, config, cache_dir=cache_dir, workers=workers,
-                context=context, progress=bar.update if bar else None,
+                context=context, progress=bar.update if bar else None, gt_version=gt_version,
             ))
     finally:
         if bar is not None:

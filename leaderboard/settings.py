@@ -94,6 +94,19 @@ CSRF_TRUSTED_ORIGINS = [
 if not DEBUG and SECRET_KEY.startswith("reflade-embedded"):
     raise ImproperlyConfigured("DEBUG is off but SECRET_KEY is the embedded default; set SECRET_KEY")
 
+# HTTPS, for production behind a proxy that terminates TLS. Off by default, because
+# the embedded mode serves plain HTTP on loopback.
+if env_bool("REFLADE_TRUST_X_FORWARDED_PROTO", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+# Container health checks call /healthz over plain HTTP from inside the container.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",

@@ -102,7 +102,7 @@ def load_optimizer_state(directory: str | Path, optimizer: torch.optim.Optimizer
 
 
 def read_checkpoint_info(directory: str | Path) -> dict:
-    """The checkpoint's config.json; raises FileNotFoundError naming the folder."""
+    """Read the checkpoint's config.json; raises FileNotFoundError naming the folder."""
     path = Path(directory) / CONFIG_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found; --checkpoint must be a folder written by `python -m reference_model train`")
@@ -138,7 +138,7 @@ def load_weights(model: RefLayer, state: dict[str, torch.Tensor], partial: bool 
 
 
 def list_checkpoints(run_dir: str | Path) -> list[Path]:
-    """A run's complete checkpoints, oldest first."""
+    """List a run's complete checkpoints, oldest first."""
     folder = Path(run_dir) / "checkpoints"
     if not folder.is_dir():
         return []

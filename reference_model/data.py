@@ -33,7 +33,7 @@ def resize_array(array: np.ndarray, resolution: int, resample=Image.BICUBIC) -> 
 
 
 def to_tensor(array: np.ndarray) -> torch.Tensor:
-    """float (H, W, C) in [0, 1] to (C, H, W) in [-1, 1]."""
+    """Convert float (H, W, C) in [0, 1] to a tensor (C, H, W) in [-1, 1]."""
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))) * 2 - 1
 
 

@@ -3,11 +3,12 @@
 Training has two stages, counted by one global step:
 
 1. `vae` (steps 0 .. vae_steps - 1, only for a VAE built from scratch): the VAE
-   learns to reconstruct images, canvases and layer RGBs; at its end the latent
-   scale is fitted so that normalised latents have unit variance.
+   learns to reconstruct images, canvases and layer RGBs. At its end the latent
+   normalisation is fitted so that normalised latents have unit variance.
 2. `denoiser` (the next `steps` steps): with the VAE frozen, the denoiser (and the
    text encoder when it is trainable) learns rectified flow matching and the alpha
-   decoder learns latent -> alpha, with EMA weights kept for inference.
+   decoder learns latent -> alpha, with EMA weights kept for inference. With
+   `cache_latents` every example is encoded once before the first step.
 
 A checkpoint is written every `checkpoint_every` steps and at the end of each
 stage; `resume=True` continues from the run's latest checkpoint.
@@ -162,7 +163,7 @@ class Trainer:
         if resume:
             checkpoints = list_checkpoints(self.out)
             if not checkpoints:
-                raise FileNotFoundError(f"--resume given but {self.out / 'checkpoints'} holds no checkpoint; drop --resume to start a new run")
+                raise FileNotFoundError(f"--resume given but {self.out / 'checkpoints'} contains no checkpoint; drop --resume to start a new run")
             self.resume_from = checkpoints[-1]
             saved = ModelConfig.from_dict(read_checkpoint_info(self.resume_from)["config"])
             saved.train.steps = config.train.steps
@@ -178,7 +179,8 @@ class Trainer:
             logger.info("resuming from %s at step %d", self.resume_from, self.step)
 
         self.split = open_split(data)
-        self.dataset = LayerDataset(self.split, config.resolution)
+        # Decoded examples stay in memory only for small splits, the same ones whose latents are cached.
+        self.dataset = LayerDataset(self.split, config.resolution, cache=config.train.cache_latents)
         self.vae_steps = config.train.vae_steps if "vae" in self.model.trained_modules() else 0
         self.total_steps = self.vae_steps + config.train.steps
         self.out.mkdir(parents=True, exist_ok=True)
@@ -236,20 +238,22 @@ class Trainer:
             return stage(pixels)
 
         self._loop("vae", self.vae_steps, train_step, optimizer, scheduler, list(model.vae.parameters()), ema=None)
-        self._fit_latent_scale(loader)
+        self._fit_latent_scale()
         if self.accelerator.is_main_process:
             self._save("vae", optimizer=None, ema=None)
 
     @torch.no_grad()
-    def _fit_latent_scale(self, loader: DataLoader, batches: int = 8) -> None:
-        """Set shift_factor and scaling_factor so that normalised latents have mean 0 and std 1."""
+    def _fit_latent_scale(self, examples: int = 128) -> None:
+        """Set shift_factor and scaling_factor so that normalised latents have mean 0 and std 1.
+
+        Every process reads the same first examples of the dataset, so all agree.
+        """
         vae = self.model.vae
         latents = []
-        for index, batch in enumerate(loader):
-            if index >= batches:
-                break
-            pixels = torch.cat([batch["image"], batch["canvas"], batch["layer_rgb"]]).to(self.accelerator.device)
-            latents.append(vae.encode(pixels).latent_dist.mode().float().cpu())
+        for start in range(0, min(examples, len(self.dataset)), 32):
+            items = [self.dataset[index] for index in range(start, min(start + 32, examples, len(self.dataset)))]
+            pixels = torch.cat([torch.stack([item[key] for item in items]) for key in ("image", "canvas", "layer_rgb")])
+            latents.append(vae.encode(pixels.to(self.accelerator.device)).latent_dist.mode().float().cpu())
         stacked = torch.cat(latents)
         shift = float(stacked.mean())
         scale = float(1.0 / stacked.std())
@@ -367,7 +371,7 @@ class Trainer:
 
 
 def _empty_canvas_tensor(resolution: int):
-    """The empty canvas as (3, R, R) in [-1, 1]."""
+    """Return the empty canvas as (3, R, R) in [-1, 1]."""
     return (empty_canvas(resolution).transpose(2, 0, 1) * 2 - 1).copy()
 
 

@@ -128,7 +128,7 @@ class ServiceProcess:
         self.log_file.close()
 
 
-def wait_until(condition: Callable[[], object], timeout: float, what: str, process: ServiceProcess) -> object:
+def wait_until(condition: Callable[[], object], timeout: float, event: str, process: ServiceProcess) -> object:
     """Poll `condition` until it returns a true value; fail with the process log on timeout or exit."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -136,6 +136,6 @@ def wait_until(condition: Callable[[], object], timeout: float, what: str, proce
         if value:
             return value
         if process.process.poll() is not None:
-            raise AssertionError(f"{process.name} exited with {process.process.returncode} before {what}; log:\n{process.log()}")
+            raise AssertionError(f"{process.name} exited with {process.process.returncode} before {event}; log:\n{process.log()}")
         time.sleep(0.3)
-    raise AssertionError(f"{what} did not happen within {timeout} s; {process.name} log:\n{process.log()}")
+    raise AssertionError(f"{event} did not happen within {timeout} s; {process.name} log:\n{process.log()}")

@@ -164,8 +164,10 @@ def deployment(tmp_path_factory, compose):
         bucket.create_bucket(Bucket=env["REFLADE_S3_BUCKET"])
 
         migrate = ServiceProcess("migrate", command_of(compose, "migrate"), env, root)
-        migrate_status = migrate.wait(START_TIMEOUT)
-        migrate.stop()
+        try:
+            migrate_status = migrate.wait(START_TIMEOUT)
+        finally:
+            migrate.stop()
         yield {"env": env, "root": root, "database": database, "migrate": (migrate_status, migrate.log())}
     finally:
         s3.stop()
@@ -280,7 +282,7 @@ def test_beat_schedules_reaper(deployment, compose, tmp_path):
         assert entries["reap-stale-evaluations"].task == REAPER
         assert entries["reap-stale-evaluations"].schedule.run_every == timedelta(seconds=60)
 
-        # 2. Its last run moved two minutes back, the next start finds the reaper due.
+        # 2. With its last run moved two minutes back, the next start finds the reaper due.
         entry = entries["reap-stale-evaluations"]
         entry.last_run_at = entry.last_run_at - timedelta(minutes=2)
         stored["entries"] = entries

@@ -45,11 +45,12 @@ def test_healthz_ok(client, db):
 
 
 def test_healthz_reports_broker_down(client, db, monkeypatch):
+    from kombu import Connection
+
     from leaderboard.celery import app
 
-    # Celery reads CELERY_BROKER_URL from the environment before its settings.
-    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:1/0")
-    monkeypatch.setattr(app.conf, "broker_url", "redis://127.0.0.1:1/0")
+    # A broker address where nothing listens; the app's own settings stay untouched.
+    monkeypatch.setattr(app, "connection_for_write", lambda: Connection("redis://127.0.0.1:1/0"))
     response = client.get("/healthz")
     assert response.status_code == 503
     body = response.json()

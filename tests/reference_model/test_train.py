@@ -62,7 +62,7 @@ def test_resume_continues_from_latest(config, disc_split_path, tmp_path):
 
 
 def test_resume_without_checkpoint_raises(config, disc_split_path, tmp_path):
-    with pytest.raises(FileNotFoundError, match="holds no checkpoint; drop --resume"):
+    with pytest.raises(FileNotFoundError, match="contains no checkpoint; drop --resume"):
         Trainer(config, disc_split_path, tmp_path / "empty", resume=True)
 
 
