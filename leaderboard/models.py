@@ -243,3 +243,44 @@ class ChunkResult(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["evaluation", "chunk"], name="chunk_result_unique"),
         ]
+
+
+class UploadState(models.TextChoices):
+    OPEN = "open"
+    COMPLETED = "completed"
+    ABORTED = "aborted"
+
+
+class Upload(models.Model):
+    """A presigned multipart upload of a submission zip straight to S3.
+
+    The client uploads parts to presigned URLs, so the bytes never pass through the
+    web process. Completing the upload checks the SHA-256 and creates the Submission.
+    """
+
+    State = UploadState
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="uploads")
+    split = models.ForeignKey(Split, on_delete=models.CASCADE, related_name="uploads")
+    filename = models.CharField(max_length=255)
+    # Name of the object in the private storage; the Submission's file takes this name.
+    key = models.CharField(max_length=300)
+    # The S3 multipart upload id.
+    upload_id = models.CharField(max_length=1024)
+    size = models.BigIntegerField(help_text="Declared size of the file, in bytes.")
+    sha256 = models.CharField(max_length=64, help_text="Declared SHA-256 of the file, lowercase hex.")
+    part_size = models.BigIntegerField(help_text="Bytes per part; the last part may be shorter.")
+    part_count = models.PositiveIntegerField()
+    state = models.CharField(max_length=10, choices=UploadState.choices, default=UploadState.OPEN, db_index=True)
+    submission = models.OneToOneField(
+        Submission, on_delete=models.SET_NULL, null=True, blank=True, related_name="upload"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(help_text="An upload still open then is aborted by the beat task.")
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["state", "expires_at"])]
+
+    def __str__(self) -> str:
+        return f"upload {self.pk} of {self.filename} ({self.state})"

@@ -177,30 +177,53 @@ MEDIA_ROOT = DATA_DIR / "public"
 PRIVATE_ROOT = DATA_DIR / "private"
 
 
-def storages_from_env() -> dict:
-    """Local folders by default; `REFLADE_S3_BUCKET` moves both file storages to S3."""
-    bucket = os.environ.get("REFLADE_S3_BUCKET")
+def s3_storage(options: dict, *, bucket: str, location: str, backend: str) -> dict:
+    return {"BACKEND": backend, "OPTIONS": {**options, "bucket_name": bucket, "location": location}}
+
+
+def storages_from_env(environ=None) -> dict:
+    """Build STORAGES: local folders by default, S3 buckets once `REFLADE_S3_BUCKET` is set.
+
+    In S3 mode the main bucket contains the public inputs packages (`public/`),
+    submissions (`submissions/`) and per-sample results (`samples/`). Ground truth
+    goes to `REFLADE_S3_PRIVATE_BUCKET`, or to the `private/` prefix of the main
+    bucket when that is unset. Nothing is public-read: downloads go through views
+    that check permissions and redirect to presigned URLs.
+    """
+    environ = os.environ if environ is None else environ
+    bucket = environ.get("REFLADE_S3_BUCKET")
     if bucket:
         s3_options = {
-            "bucket_name": bucket,
-            "endpoint_url": os.environ.get("REFLADE_S3_ENDPOINT_URL") or None,
-            "region_name": os.environ.get("REFLADE_S3_REGION") or None,
+            "endpoint_url": environ.get("REFLADE_S3_ENDPOINT_URL") or None,
+            "region_name": environ.get("REFLADE_S3_REGION") or None,
+            "addressing_style": environ.get("REFLADE_S3_ADDRESSING_STYLE") or None,
+            "signature_version": "s3v4",
             "file_overwrite": False,
+            "default_acl": "private",
+            "querystring_auth": True,
+            # Reads spill to a temporary file above 16 MiB instead of holding the object in memory.
+            "max_memory_size": 16 << 20,
         }
-        public = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {**s3_options, "location": "public"}}
-        private = {
-            "BACKEND": "storages.backends.s3.S3Storage",
-            "OPTIONS": {**s3_options, "location": "private", "default_acl": "private", "querystring_auth": True},
-        }
+        private_bucket = environ.get("REFLADE_S3_PRIVATE_BUCKET") or bucket
+        public = s3_storage(s3_options, bucket=bucket, location="public", backend="storages.backends.s3.S3Storage")
+        private = s3_storage(s3_options, bucket=bucket, location="", backend="storages.backends.s3.S3Storage")
+        ground_truth = s3_storage(
+            s3_options,
+            bucket=private_bucket,
+            location="" if private_bucket != bucket else "private",
+            backend="leaderboard.storage.GroundTruthS3Storage",
+        )
     else:
         public = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
         private = {
             "BACKEND": "leaderboard.storage.PrivateFileSystemStorage",
             "OPTIONS": {"location": str(PRIVATE_ROOT)},
         }
+        ground_truth = private
     return {
         "default": public,
         "private": private,
+        "ground_truth": ground_truth,
         "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"}
         if not DEBUG
         else {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
@@ -217,6 +240,15 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 REFLADE_WEIGHTS = os.environ.get("REFLADE_WEIGHTS", str(DATA_DIR / "weights"))
 REFLADE_CACHE = os.environ.get("REFLADE_CACHE", str(DATA_DIR / "cache"))
 REFLADE_UPLOAD_MAX_BYTES = env_int("REFLADE_UPLOAD_MAX_BYTES", 2 * 1024**3)
+# Seconds a presigned download or part-upload URL stays valid (S3 mode only).
+REFLADE_S3_URL_EXPIRY = env_int("REFLADE_S3_URL_EXPIRY", 300)
+# Endpoint that browsers and API clients reach the object storage at, when it differs
+# from REFLADE_S3_ENDPOINT_URL (a MinIO that the web process reaches as http://minio:9000).
+REFLADE_S3_PUBLIC_ENDPOINT_URL = os.environ.get("REFLADE_S3_PUBLIC_ENDPOINT_URL") or None
+# Part size of presigned multipart uploads when the client asks for none, in bytes.
+REFLADE_UPLOAD_PART_SIZE = env_int("REFLADE_UPLOAD_PART_SIZE", 64 << 20)
+# Hours an open multipart upload may stay unfinished before the beat task aborts it.
+REFLADE_UPLOAD_EXPIRY_HOURS = env_int("REFLADE_UPLOAD_EXPIRY_HOURS", 24)
 REFLADE_QUOTA_LIMIT = env_int("REFLADE_QUOTA_LIMIT", 5)
 REFLADE_QUOTA_WINDOW_HOURS = env_int("REFLADE_QUOTA_WINDOW_HOURS", 24)
 # Seconds without a heartbeat after which the reaper re-queues an evaluation. Scoring
@@ -257,6 +289,10 @@ CELERY_BEAT_SCHEDULE = {
     "reap-stale-evaluations": {
         "task": "leaderboard.tasks.reap_stale_evaluations",
         "schedule": 60.0,
+    },
+    "abort-stale-uploads": {
+        "task": "leaderboard.tasks.abort_stale_uploads",
+        "schedule": 3600.0,
     },
 }
 if CELERY_BROKER_URL.startswith("redis"):

@@ -1,8 +1,11 @@
 """Storages of the leaderboard.
 
 `default` contains what anyone may download (public split packages). `private`
-contains ground truth, submissions and per-sample results. It has no URL and is
-never served, so its files reach a user only through a view that checks permissions.
+contains submissions and per-sample results, and `ground_truth` the split's ground
+truth. Neither private storage has a public URL, so their files reach a user only
+through a view that checks permissions: in S3 mode that view redirects to a
+short-lived presigned URL (`leaderboard.s3`). Ground truth never gets a URL at all.
+The embedded mode keeps ground truth in the same local folder as `private`.
 """
 
 from __future__ import annotations
@@ -15,22 +18,80 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.files.storage import FileSystemStorage, Storage, storages
+from django.core.signals import setting_changed
+from django.utils.functional import LazyObject, empty
 
 
 class PrivateFileSystemStorage(FileSystemStorage):
     """A local folder whose files have no URL, so nothing links to them by mistake."""
 
     def url(self, name: str | None) -> str:
-        raise ValueError(f"{name} is in private storage, which has no URL; serve it through a view that checks permissions")
+        return no_url(name)
+
+
+def no_url(name: str | None) -> str:
+    raise ValueError(f"{name} is in private storage, which has no URL; serve it through a view that checks permissions")
+
+
+try:
+    from storages.backends.s3 import S3Storage
+except ImportError:  # only deployments with S3 storage install django-storages' S3 backend
+    S3Storage = None
+else:
+
+    class GroundTruthS3Storage(S3Storage):
+        """An S3 bucket or prefix for ground truth: no presigned URL is ever made for it."""
+
+        def url(self, name, parameters=None, expire=None, http_method=None) -> str:
+            return no_url(name)
+
+
+class StorageAlias(LazyObject):
+    """The storage configured under one alias of STORAGES, resolved on first use.
+
+    Django calls a FileField's storage callable once, when the model class is made.
+    Handing it this proxy instead of the storage itself lets a change of STORAGES
+    (tests switching to S3) reach the model fields, as `default_storage` does.
+    """
+
+    def __init__(self, alias: str):
+        self.__dict__["alias"] = alias
+        super().__init__()
+
+    def _setup(self):
+        self._wrapped = storages[self.__dict__["alias"]]
+
+
+PRIVATE_STORAGE = StorageAlias("private")
+GROUND_TRUTH_STORAGE = StorageAlias("ground_truth")
+
+
+def reset_storage_aliases(*, setting: str, **kwargs) -> None:
+    if setting == "STORAGES":
+        PRIVATE_STORAGE._wrapped = empty
+        GROUND_TRUTH_STORAGE._wrapped = empty
+
+
+setting_changed.connect(reset_storage_aliases)
 
 
 def private_storage() -> Storage:
-    """Return the private storage; models take this callable so they do not capture it at import."""
-    return storages["private"]
+    """Return the storage of submissions and per-sample results; model fields take this callable."""
+    return PRIVATE_STORAGE
+
+
+def ground_truth_storage() -> Storage:
+    """Return the storage of ground truth, which no view serves and nothing links to."""
+    return GROUND_TRUTH_STORAGE
 
 
 def public_storage() -> Storage:
     return storages["default"]
+
+
+def is_s3(storage: Storage) -> bool:
+    """Return whether `storage` is an S3 bucket (presigned URLs and multipart uploads work)."""
+    return S3Storage is not None and isinstance(storage, S3Storage)
 
 
 def submission_upload_to(instance, filename: str) -> str:

@@ -30,7 +30,13 @@ from evaluator.split import Split as SplitPackage
 from evaluator.submission import SubmissionArchive, SubmissionError
 from leaderboard import services
 from leaderboard.models import ChunkResult, Evaluation, FailureKind, Split, Submission
-from leaderboard.storage import cache_dir, local_path, materialise, private_storage
+from leaderboard.storage import (
+    cache_dir,
+    ground_truth_storage,
+    local_path,
+    materialise,
+    private_storage,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +126,7 @@ def fail_infrastructure(evaluation_id: int, reason: str, error: BaseException) -
 def ground_truth_path(split: Split) -> Path:
     """Return the split's ground-truth .tar in the local cache, keyed by its version."""
     local = cache_dir() / "ground-truth" / f"{split.ground_truth_version}.tar"
-    return materialise(private_storage(), split.ground_truth_location, local)
+    return materialise(ground_truth_storage(), split.ground_truth_location, local)
 
 
 def submission_path(submission: Submission) -> Path:
@@ -334,3 +340,9 @@ def reap_stale_evaluations() -> dict[str, int]:
     if counts["requeued"] or counts["failed"]:
         logger.warning("reaper: %(requeued)d re-queued, %(failed)d failed", counts)
     return counts
+
+
+@shared_task(name="leaderboard.tasks.abort_stale_uploads", acks_late=True, soft_time_limit=300, time_limit=330)
+def abort_stale_uploads() -> int:
+    """Abort multipart uploads left open past their expiry, freeing the parts S3 keeps."""
+    return services.stale_uploads_abort()

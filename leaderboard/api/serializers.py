@@ -12,7 +12,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from leaderboard import selectors
-from leaderboard.models import Benchmark, Evaluation, Split, Submission
+from leaderboard.models import Benchmark, Evaluation, Split, Submission, Upload
 from leaderboard.views.status import evaluation_status
 
 
@@ -164,3 +164,54 @@ class SubmissionSerializer(serializers.ModelSerializer):
         user = request.user if request is not None else None
         is_owner = user is not None and (submission.owner_id == user.pk or user.is_staff)
         return EvaluationSerializer(evaluation, context={**self.context, "is_owner": is_owner}).data
+
+
+# Presigned multipart uploads ---------------------------------------------------------------
+
+
+class UploadCreateSerializer(serializers.Serializer):
+    split = serializers.PrimaryKeyRelatedField(queryset=Split.objects.none(),
+                                               help_text="Id of the split the predictions are for.")
+    filename = serializers.CharField(max_length=255, help_text="Name of the zip, ending in .zip.")
+    size = serializers.IntegerField(min_value=1, help_text="Size of the file in bytes.")
+    sha256 = serializers.CharField(min_length=64, max_length=64, help_text="SHA-256 of the file, lowercase hex.")
+    part_size = serializers.IntegerField(required=False, allow_null=True, default=None,
+                                         help_text="Bytes per part, 5 MiB to 5 GiB; the server chooses when absent.")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        request = self.context.get("request")
+        user = request.user if request is not None else None
+        benchmarks = selectors.benchmark_list(user=user)
+        self.fields["split"].queryset = Split.objects.filter(benchmark__in=benchmarks).select_related("benchmark")
+
+
+class UploadSerializer(serializers.ModelSerializer):
+    """An upload as its owner sees it; the storage key and S3 upload id stay on the server."""
+
+    split = serializers.PrimaryKeyRelatedField(read_only=True)
+    submission = serializers.PrimaryKeyRelatedField(read_only=True)
+
+    class Meta:
+        model = Upload
+        fields = ["id", "split", "filename", "size", "sha256", "part_size", "part_count", "state",
+                  "submission", "created_at", "expires_at"]
+
+
+class PartSerializer(serializers.Serializer):
+    part_number = serializers.IntegerField(source="number")
+    size = serializers.IntegerField()
+    etag = serializers.CharField()
+
+
+class PartUrlsRequestSerializer(serializers.Serializer):
+    part_numbers = serializers.ListField(child=serializers.IntegerField(), min_length=1, max_length=1000,
+                                         help_text="Part numbers, from 1, to get upload URLs for.")
+
+
+class UploadCompleteSerializer(serializers.Serializer):
+    method_name = serializers.CharField(max_length=200)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    paper_url = serializers.URLField(required=False, allow_blank=True, default="", max_length=500)
+    code_url = serializers.URLField(required=False, allow_blank=True, default="", max_length=500)
+    is_public = serializers.BooleanField(required=False, default=True)

@@ -28,15 +28,33 @@ from leaderboard.services.evaluations import (
     stale_evaluation_ids,
 )
 from leaderboard.services.submissions import (
+    SubmissionFields,
     evaluation_rescore,
     submission_cancel,
     submission_create,
+    submission_register,
     submission_set_baseline,
     submission_set_flag,
 )
+from leaderboard.services.uploads import (
+    ChecksumMismatch,
+    MultipartUnavailable,
+    UploadIncomplete,
+    stale_uploads_abort,
+    upload_abort,
+    upload_complete,
+    upload_create,
+    upload_get_for_owner,
+    upload_part_urls,
+    upload_parts,
+)
 
 __all__ = [
+    "ChecksumMismatch",
     "InvalidState",
+    "MultipartUnavailable",
+    "SubmissionFields",
+    "UploadIncomplete",
     "NotFound",
     "NotPermitted",
     "QuotaExceeded",
@@ -57,8 +75,16 @@ __all__ = [
     "evaluation_rescore",
     "split_import",
     "stale_evaluation_ids",
+    "stale_uploads_abort",
     "submission_cancel",
     "submission_create",
+    "submission_register",
     "submission_set_baseline",
     "submission_set_flag",
+    "upload_abort",
+    "upload_complete",
+    "upload_create",
+    "upload_get_for_owner",
+    "upload_part_urls",
+    "upload_parts",
 ]

@@ -17,7 +17,7 @@ from evaluator.split import Split as SplitPackage
 from evaluator.split import SplitError, export_public
 from leaderboard.models import Benchmark, Split
 from leaderboard.services.errors import ServiceError
-from leaderboard.storage import private_storage, public_storage, sha256_file
+from leaderboard.storage import ground_truth_storage, public_storage, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def split_import(*, benchmark: Benchmark, name: str, path: str | Path, visibilit
             package.close()
 
         location = f"ground-truth/{benchmark.slug}/{name}/{version}.tar"
-        storage = private_storage()
+        storage = ground_truth_storage()
         if not storage.exists(location):
             with open(ground_truth, "rb") as handle:
                 location = storage.save(location, File(handle))

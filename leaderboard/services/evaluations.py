@@ -124,7 +124,17 @@ def evaluation_heartbeat(*, evaluation_id: int) -> bool:
 
 
 def evaluation_begin_aggregation(*, evaluation_id: int) -> Evaluation | None:
-    """Move scoring to aggregating; return the evaluation when this call moved it."""
+    """Move scoring to aggregating; return the evaluation when this call moved it.
+
+    An evaluation that the reaper re-queued after every chunk was stored (the chord
+    lost its count, say when the broker restarted) stays queued, because no chunk
+    task runs to move it to scoring; it passes through scoring here.
+    """
+    evaluation = Evaluation.objects.filter(pk=evaluation_id, state=S.QUEUED).first()
+    if evaluation is not None and (
+        ChunkResult.objects.filter(evaluation_id=evaluation_id).count() >= evaluation.chunks_total
+    ):
+        Evaluation.objects.transition(evaluation_id, S.QUEUED, S.SCORING, heartbeat_at=timezone.now())
     if not Evaluation.objects.transition(evaluation_id, S.SCORING, S.AGGREGATING, heartbeat_at=timezone.now()):
         return None
     return Evaluation.objects.select_related("submission__split__benchmark").get(pk=evaluation_id)

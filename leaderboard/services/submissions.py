@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.conf import settings
@@ -19,6 +21,7 @@ from leaderboard.services.errors import (
     SplitClosed,
     UploadTooLarge,
 )
+from leaderboard.storage import private_storage
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +97,25 @@ def enqueue_validation(evaluation_id: int) -> None:
     transaction.on_commit(lambda: validate_submission_task.delay(evaluation_id), robust=True)
 
 
+@dataclass(frozen=True)
+class SubmissionFields:
+    """What the submitter states about a submission, beside the file itself."""
+
+    method_name: str
+    description: str = ""
+    paper_url: str = ""
+    code_url: str = ""
+    is_public: bool = True
+    is_baseline: bool = False
+
+
+def check_submission_allowed(*, user, split: Split, size: int | None) -> None:
+    """Reject an upload to a closed split, over the size limit or past the quota, before any bytes move."""
+    check_split_open(split)
+    check_upload_size(size)
+    check_quota(user=user, split=split)
+
+
 def submission_create(
     *,
     user,
@@ -109,45 +131,67 @@ def submission_create(
     """Store an uploaded zip and create its Submission and first Evaluation.
 
     The quota is checked once before the upload is copied (to fail fast) and again
-    under the user's quota lock, in the same transaction as the insert, so that
-    concurrent uploads cannot exceed it. Validation is sent to a worker after commit.
+    in `submission_register`, so that concurrent uploads cannot exceed it.
     """
-    check_split_open(split)
-    check_upload_size(getattr(uploaded_file, "size", None))
-    check_quota(user=user, split=split)
-
+    check_submission_allowed(user=user, split=split, size=getattr(uploaded_file, "size", None))
     sha256, size = hash_upload(uploaded_file)
+
+    # The copy to storage happens before the transaction, so no lock is held during I/O.
+    name = private_storage().save(submission_upload_to_split(split), uploaded_file)
+    fields = SubmissionFields(
+        method_name=method_name, description=description, paper_url=paper_url, code_url=code_url,
+        is_public=is_public, is_baseline=is_baseline,
+    )
+    try:
+        return submission_register(user=user, split=split, file_name=name, sha256=sha256, size=size, fields=fields)
+    except BaseException:
+        private_storage().delete(name)
+        raise
+
+
+def submission_upload_to_split(split: Split) -> str:
+    return f"submissions/split-{split.pk}/{uuid.uuid4().hex}.zip"
+
+
+def submission_register(
+    *, user, split: Split, file_name: str, sha256: str, size: int, fields: SubmissionFields, before_commit=None
+) -> Submission:
+    """Create the Submission and first Evaluation of a zip already in private storage.
+
+    Both upload paths end here: the direct upload through the web process and the
+    presigned multipart upload. The quota is checked again under the user's quota
+    lock, in the same transaction as the insert, so concurrent uploads cannot exceed
+    it. `before_commit(submission)` runs inside that transaction, after the insert.
+    Validation is sent to a worker after commit. The caller deletes the file when
+    this raises.
+    """
     submission = Submission(
         owner=user,
         split=split,
+        file=file_name,
         sha256=sha256,
         size_bytes=size,
-        method_name=method_name,
-        description=description,
-        paper_url=paper_url,
-        code_url=code_url,
-        is_public=is_public,
-        is_baseline=is_baseline,
+        method_name=fields.method_name,
+        description=fields.description,
+        paper_url=fields.paper_url,
+        code_url=fields.code_url,
+        is_public=fields.is_public,
+        is_baseline=fields.is_baseline,
     )
-    # The copy to storage happens before the transaction, so no lock is held during I/O.
-    submission.file.save("submission.zip", uploaded_file, save=False)
-
-    try:
-        with transaction.atomic(durable=True):
-            quota_lock(user)
-            check_quota(user=user, split=split)
-            submission.created_at = timezone.now()
-            submission.save()
-            evaluation = Evaluation.objects.create(
-                submission=submission,
-                attempts=1,
-                heartbeat_at=timezone.now(),
-                counts_for_quota=not quota_exempt(user),
-            )
-            enqueue_validation(evaluation.pk)
-    except BaseException:
-        submission.file.delete(save=False)
-        raise
+    with transaction.atomic(durable=True):
+        quota_lock(user)
+        check_quota(user=user, split=split)
+        submission.created_at = timezone.now()
+        submission.save()
+        evaluation = Evaluation.objects.create(
+            submission=submission,
+            attempts=1,
+            heartbeat_at=timezone.now(),
+            counts_for_quota=not quota_exempt(user),
+        )
+        if before_commit is not None:
+            before_commit(submission)
+        enqueue_validation(evaluation.pk)
 
     logger.info(
         "submission %s created by user %s on split %s (%d bytes, sha256 %s), evaluation %s",

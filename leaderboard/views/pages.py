@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 from pathlib import PurePosixPath
 
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from leaderboard import plots, selectors
 from leaderboard.models import Benchmark, Split
+from leaderboard.storage import public_storage
 from leaderboard.views.columns import Column, columns_for_keys, format_cell, selector_ordering
+from leaderboard.views.downloads import storage_download
 
 logger = logging.getLogger(__name__)
 
@@ -112,13 +114,16 @@ def _render_split(request: HttpRequest, benchmark: Benchmark, splits: list[Split
 
 
 @require_GET
-def split_inputs(request: HttpRequest, slug: str, split_name: str) -> FileResponse:
-    """Stream the split's public inputs .tar (images, prompts, manifest without ground truth)."""
+def split_inputs(request: HttpRequest, slug: str, split_name: str) -> HttpResponse:
+    """Send the split's public inputs .tar (images, prompts, manifest without ground truth).
+
+    In S3 mode the response redirects to a presigned URL; otherwise Django streams the file.
+    """
     benchmark = selectors.benchmark_get(slug=slug, user=request.user)
     split = benchmark.splits.filter(name=split_name).first()
     if split is None or not split.public_package:
         raise Http404(f"The benchmark {benchmark.slug} has no public inputs for a split named {split_name!r}.")
     filename = PurePosixPath(split.public_package.name).name
     logger.info("public inputs of split %s downloaded by user %s", split.pk, request.user.pk)
-    return FileResponse(split.public_package.open("rb"), as_attachment=True, filename=filename,
-                        content_type="application/x-tar")
+    return storage_download(public_storage(), split.public_package.name, filename=filename,
+                            content_type="application/x-tar")
