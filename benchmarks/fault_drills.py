@@ -45,6 +45,8 @@ CHUNK_SIZE = 3  # 8 samples in 3 chunks
 FINISH_TIMEOUT = 240
 # The reaper treats work as stale after this many seconds without a heartbeat.
 HEARTBEAT_TIMEOUT = 8
+# Seconds a drill waits after a Redis restart before it runs the reaper.
+REDIS_GRACE_SECONDS = 30
 
 logger = logging.getLogger("fault_drills")
 
@@ -363,7 +365,7 @@ def drill_redis_restart(stack: Stack, baseline: dict, persistent: bool) -> dict:
     time.sleep(2)
     stack.redis.start()
     try:
-        evaluation = wait_state(submission, {"finished", "failed", "cancelled"}, timeout=60)
+        evaluation = wait_state(submission, {"finished", "failed", "cancelled"}, timeout=REDIS_GRACE_SECONDS)
         requeued = 0
     except TimeoutError:
         evaluation, requeued = finish_with_reaper(submission)

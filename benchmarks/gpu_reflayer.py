@@ -3,6 +3,8 @@
 The transformer has Stable Diffusion 3 Medium's configuration with random weights
 (no download), wrapped in RefLayer's input compression conv, in bf16 on one GPU.
 Prints the wall time of each step and the peak GPU memory.
+
+NOTE: not yet run on a GPU; only its CPU refusal path has run.
 """
 
 from __future__ import annotations

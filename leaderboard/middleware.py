@@ -1,10 +1,10 @@
-"""Middleware: answer 503 while the database is unreachable, instead of a 500 page.
+"""Middleware: respond 503 while the database is unreachable, instead of a 500 page.
 
 A database restart or failover makes every query raise `OperationalError` or
 `InterfaceError` for a few seconds. Pages then get a short HTML page and the API
 gets its error envelope, both with status 503 and `Retry-After`. Django closes the
 broken connection at the end of the request (and, with `CONN_HEALTH_CHECKS`, checks
-a persistent one before reusing it), so the next request reconnects by itself.
+a persistent one before reusing it), so the next request reconnects without a restart.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def is_database_unavailable(error: BaseException) -> bool:
 
 
 def database_unavailable_response(request) -> HttpResponse:
-    """The 503 answer: the API's error envelope under /api/, a short HTML page elsewhere."""
+    """Return the 503 response: the API's error envelope under /api/, a short HTML page elsewhere."""
     if request.path.startswith(API_PREFIX):
         body = {"error": {"code": DATABASE_UNAVAILABLE_CODE, "message": DATABASE_UNAVAILABLE_MESSAGE, "details": {}}}
         response = JsonResponse(body, status=503)

@@ -114,6 +114,9 @@ class SD3TextEncoder(nn.Module):
     states are concatenated along channels (768 + 1280), zero-padded to T5's 4096
     and concatenated with the T5 states along the sequence. The pooled embedding is
     the two CLIP projections concatenated (2048).
+
+    NOTE: never run so far, because the development machine had neither the
+    `transformers` package nor SD3 weights; the loading code follows the diffusers folder layout.
     """
 
     def __init__(self, pretrained: Path, t5_length: int):

@@ -1,0 +1,157 @@
+"""A worker killed with SIGKILL in the middle of a chunk: the evaluation still finishes
+with the metrics of an undisturbed run and one result per chunk.
+
+Two ways back are tested with real `celery worker --pool prefork` processes on the
+test database and the embedded broker:
+- only the pool process dies: the parent rejects the message (acks_late with
+  reject_on_worker_lost), the broker delivers it again and the chunk is scored anew;
+- the whole worker dies: a second worker starts and the reaper re-queues the chunks
+  not stored. The reaper giving up after `REFLADE_MAX_ATTEMPTS` is tested in
+  tests/leaderboard/test_tasks.py::test_reaper_fails_after_max_attempts.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from leaderboard import services
+from leaderboard.models import Benchmark, ChunkResult, Evaluation, EvaluationState
+from leaderboard.tasks import reap_stale_evaluations
+from tests.leaderboard.conftest import (
+    REPOSITORY,
+    database_url,
+    purge_queues,
+    upload,
+    weights_dir_for_tests,
+)
+
+S = EvaluationState
+CHUNK_SIZE = 3  # 8 samples in 3 chunks
+TIMEOUT = 120
+
+
+class Worker:
+    def __init__(self, name: str, env: dict, folder: Path):
+        self.log_path = folder / f"{name}.log"
+        command = [sys.executable, "-m", "celery", "-A", "leaderboard", "worker", "-Q", "default,gpu",
+                   "--pool", "prefork", "--concurrency", "1", "--loglevel", "INFO", "--without-gossip",
+                   "--without-mingle", "--without-heartbeat", "--hostname", f"{name}-{os.getpid()}@%h"]
+        self.process = subprocess.Popen(command, cwd=REPOSITORY, env=env, stdout=open(self.log_path, "wb"),
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+        wait(lambda: " ready." in self.log() or self.process.poll() is not None, "worker ready")
+        assert self.process.poll() is None, self.log()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def pool_processes(self) -> list[int]:
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return [int(pid) for pid in children.read_text().split()]
+
+    def kill_all(self) -> None:
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill_all()
+
+
+def wait(condition, what: str, timeout: float = TIMEOUT, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"{what} did not happen within {timeout} s")
+
+
+@pytest.fixture
+def worker_env(transactional_db, tmp_path_factory):
+    from django.db import connection
+
+    env = {**os.environ, "DATABASE_URL": database_url(connection.settings_dict),
+           "REFLADE_WEIGHTS": os.environ.get("REFLADE_WEIGHTS") or str(weights_dir_for_tests(tmp_path_factory)),
+           "REFLADE_LOADER_WORKERS": "0"}
+    purge_queues(env)
+    return env
+
+
+@pytest.fixture
+def split_in_chunks(demo_split):
+    benchmark = demo_split.benchmark
+    Benchmark.objects.filter(pk=benchmark.pk).update(config={**benchmark.config, "chunk_size": CHUNK_SIZE})
+    return demo_split
+
+
+def evaluation_of(submission) -> Evaluation:
+    return Evaluation.objects.filter(submission=submission).order_by("-pk").first()
+
+
+def submit_and_wait_scoring(user, split, zip_path, name: str):
+    submission = services.submission_create(user=user, split=split, uploaded_file=upload(zip_path), method_name=name)
+    wait(lambda: evaluation_of(submission).state == S.SCORING, f"{name} scoring")
+    return submission
+
+
+def finished(submission, worker: Worker, reap: bool = False) -> Evaluation:
+    def ended():
+        if reap:
+            reap_stale_evaluations()
+        evaluation = evaluation_of(submission)
+        return evaluation if evaluation.is_terminal else None
+
+    evaluation = wait(ended, f"{submission.method_name} ended", interval=0.5)
+    assert evaluation.state == S.FINISHED, f"{evaluation.staff_detail}\n{worker.log()}"
+    assert (evaluation.chunks_done, evaluation.chunks_total) == (3, 3)
+    assert ChunkResult.objects.filter(evaluation=evaluation).count() == 0  # cleared once aggregated
+    return evaluation
+
+
+def comparable(evaluation: Evaluation) -> dict:
+    return {key: value for key, value in evaluation.metrics.items() if key not in ("provenance", "warnings")}
+
+
+@pytest.mark.slow
+def test_killed_worker_chunk_is_scored_again(worker_env, split_in_chunks, staff_user, cutout_zip, tmp_path,
+                                             settings):
+    worker = Worker("first", worker_env, tmp_path)
+    try:
+        undisturbed = finished(submit_and_wait_scoring(staff_user, split_in_chunks, cutout_zip, "undisturbed"),
+                               worker)
+
+        # The pool process dies mid-chunk; the parent hands the message back to the broker.
+        submission = submit_and_wait_scoring(staff_user, split_in_chunks, cutout_zip, "pool killed")
+        os.kill(worker.pool_processes()[0], signal.SIGKILL)
+        redelivered = finished(submission, worker)
+        assert "WorkerLostError" in worker.log()
+        assert worker.process.poll() is None
+        assert comparable(redelivered) == comparable(undisturbed)
+        assert redelivered.attempts == 1
+
+        # The whole worker dies mid-chunk; a second worker and the reaper finish the work.
+        submission = submit_and_wait_scoring(staff_user, split_in_chunks, cutout_zip, "worker killed")
+        stored_at_kill = ChunkResult.objects.filter(evaluation=evaluation_of(submission)).count()
+        worker.kill_all()
+        assert stored_at_kill < 3
+        worker = Worker("second", worker_env, tmp_path)
+        settings.REFLADE_HEARTBEAT_TIMEOUT = 10
+        requeued = finished(submission, worker, reap=True)
+        # 2, or more when a chunk of the new worker outlived the short heartbeat timeout.
+        assert requeued.attempts >= 2
+        assert comparable(requeued) == comparable(undisturbed)
+        assert "Traceback" not in worker.log()
+    finally:
+        worker.stop()
