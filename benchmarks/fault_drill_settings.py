@@ -1,5 +1,5 @@
 """Settings of the fault drills: the leaderboard settings with the middleware that
-answers 503 while the database is unreachable placed right after SecurityMiddleware."""
+responds 503 while the database is unreachable, placed right after SecurityMiddleware."""
 
 from leaderboard.settings import *  # noqa: F403
 from leaderboard.settings import MIDDLEWARE

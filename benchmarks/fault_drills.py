@@ -7,9 +7,9 @@ persistence (port 6390) in a temporary folder, a gunicorn web process (port 8790
 and Celery workers, all on 127.0.0.1, and stops them all at the end. The machine's
 shared PostgreSQL and Redis are never touched. Drills:
 
-- worker_child_sigkill: SIGKILL the pool process scoring a chunk; the parent
-  rejects the message (acks_late + reject_on_worker_lost), it is delivered again,
-  and the evaluation finishes with the metrics of an undisturbed run.
+- worker_child_sigkill: SIGKILL the pool process scoring a chunk. The parent
+  rejects the message (acks_late + reject_on_worker_lost), so it is delivered
+  again, and the evaluation finishes with the metrics of an undisturbed run.
 - worker_sigkill_reaper: SIGKILL the whole worker mid-chunk, start a second
   worker; the reaper re-queues the missing chunks and the evaluation finishes.
 - redis_restart: restart Redis (append-only file kept) while chunks are scoring.
@@ -71,7 +71,7 @@ def port_open(port: int) -> bool:
 
 
 def as_postgres_user() -> list[str]:
-    """PostgreSQL refuses to run as root; as root, its commands run as the `postgres` user."""
+    """Return the command prefix that runs PostgreSQL as `postgres`, because it does not run as root."""
     return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
 
 
@@ -267,7 +267,7 @@ class Stack:
 
 
 def evaluation_of(submission):
-    """The current evaluation, read again after a dropped connection if needed."""
+    """Return the current evaluation, reading again after a dropped connection."""
     from django.db import InterfaceError, OperationalError, connection
 
     from leaderboard.models import Evaluation
@@ -308,6 +308,12 @@ def comparable(metrics: dict) -> dict:
 def check_finished(evaluation, baseline: dict) -> dict:
     from leaderboard.models import ChunkResult
 
+    # The aggregation deletes the chunk rows just after it marks the evaluation finished.
+    rows = ChunkResult.objects.filter(evaluation=evaluation)
+    try:
+        wait_until(lambda: not rows.exists(), 10, "chunk rows cleared")
+    except TimeoutError:
+        pass
     return {
         "state": evaluation.state,
         "chunks_done": evaluation.chunks_done,
@@ -429,7 +435,7 @@ DRILLS = ("worker_child_sigkill", "worker_sigkill_reaper", "redis_restart", "pos
           "redis_restart_no_persistence")
 
 
-def run_once(folder: Path) -> dict:
+def run_once(folder: Path, only: list[str]) -> dict:
     stack = Stack(folder)
     results: dict = {}
     try:
@@ -446,7 +452,7 @@ def run_once(folder: Path) -> dict:
             "postgres_restart": lambda: drill_postgres_restart(stack, baseline),
             "redis_restart_no_persistence": lambda: drill_redis_restart(stack, baseline, persistent=False),
         }
-        for name in DRILLS:
+        for name in only:
             started = time.monotonic()
             try:
                 results[name] = drills[name]()
@@ -474,15 +480,22 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--out", type=Path, default=REPOSITORY / "benchmarks" / "results" / "fault-drills.json")
+    parser.add_argument("--drill", action="append", choices=DRILLS, help="run only this drill (repeatable)")
+    parser.add_argument("--keep", type=Path, help="write each run's servers, logs and data under this folder")
     parser.add_argument("--one-run", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if PG_BIN is None or any(port_open(port) for port in (PG_PORT, REDIS_PORT, WEB_PORT)):
         print(f"needs PostgreSQL binaries and free ports {PG_PORT}, {REDIS_PORT}, {WEB_PORT}", file=sys.stderr)
         return 2
+    only = args.drill or list(DRILLS)
     if args.one_run:
+        if args.keep:
+            args.keep.mkdir(parents=True)
+            args.one_run.write_text(json.dumps(run_once(args.keep.resolve(), only), indent=2))
+            return 0
         with tempfile.TemporaryDirectory(prefix="reflade-drill-") as folder:
-            args.one_run.write_text(json.dumps(run_once(Path(folder)), indent=2))
+            args.one_run.write_text(json.dumps(run_once(Path(folder), only), indent=2))
         return 0
 
     runs = []
@@ -490,13 +503,16 @@ def main() -> int:
         out = args.out.with_suffix(f".run{index}.json")
         started = time.monotonic()
         # One process per run: Django's settings are read once per process.
-        subprocess.run([PYTHON, __file__, "--one-run", str(out)], cwd=REPOSITORY, check=False)
+        command = [PYTHON, __file__, "--one-run", str(out), *(f"--drill={name}" for name in only)]
+        if args.keep:
+            command.append(f"--keep={args.keep / f'run{index}'}")
+        subprocess.run(command, cwd=REPOSITORY, check=False)
         result = json.loads(out.read_text()) if out.exists() else {"error": "the run wrote no result"}
         out.unlink(missing_ok=True)
         result["seconds"] = round(time.monotonic() - started, 1)
         runs.append(result)
         print(json.dumps(result, indent=2))
-    summary = {name: sum(drill_passed(name, run.get(name, {"error": "missing"})) for run in runs) for name in DRILLS}
+    summary = {name: sum(drill_passed(name, run.get(name, {"error": "missing"})) for run in runs) for name in only}
     args.out.write_text(json.dumps({"runs": runs, "passed": summary, "of": len(runs)}, indent=2))
     print("passed:", json.dumps(summary), f"of {len(runs)} runs")
     return 0 if all(count == len(runs) for count in summary.values()) else 1

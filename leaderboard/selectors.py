@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import pandas as pd
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import Count, Max, OuterRef, QuerySet, Subquery
+from django.db.models.fields.json import KeyTransform
 
 from evaluator.reported_metrics import metric_info, rank_entries
 from leaderboard.models import Benchmark, Evaluation, EvaluationState, Split, Submission
@@ -63,6 +64,8 @@ class LeaderboardRow:
     # Metric name to the 95% bootstrap interval (lo, hi), where the evaluator gives one.
     intervals: dict[str, tuple[float, float]]
     created_at: datetime
+    # Whether Pass-rate@K comes from a calibration fitted to human judgments.
+    pass_rate_calibrated: bool = False
 
 
 def _interval(entry: dict) -> tuple[float, float] | None:
@@ -107,8 +110,17 @@ def flatten_metrics(report: dict) -> tuple[dict[str, float | None], dict[str, tu
     return values, intervals
 
 
+# The parts of an evaluator report that the leaderboard reads; the per-group breakdowns,
+# most of a report's size, stay in the database until something asks for them.
+LEADERBOARD_REPORT_KEYS = ("hpa", "layer_kinds", "pass_rate_calibrated")
+
+
 def leaderboard_evaluations(split: Split) -> QuerySet[Evaluation]:
-    """Select the latest finished evaluation of each public, unflagged submission of a split."""
+    """Select the latest finished evaluation of each public, unflagged submission of a split.
+
+    Each evaluation carries `report_<key>` for every key of LEADERBOARD_REPORT_KEYS,
+    extracted by the database; `metrics` itself is deferred and loads on first access.
+    """
     latest_finished = Evaluation.objects.filter(
         submission=OuterRef("submission"), state=EvaluationState.FINISHED
     ).order_by("-created_at", "-pk")
@@ -121,7 +133,28 @@ def leaderboard_evaluations(split: Split) -> QuerySet[Evaluation]:
         )
         .filter(pk=Subquery(latest_finished.values("pk")[:1]))
         .select_related("submission__owner")
+        .defer("metrics", "validation_problems", "staff_detail", "submission__metadata", "submission__description",
+               "submission__owner__password")
+        .annotate(**{f"report_{key}": KeyTransform(key, "metrics") for key in LEADERBOARD_REPORT_KEYS})
     )
+
+
+def leaderboard_version(split: Split) -> tuple:
+    """Return (count, highest id, latest finish) of the finished evaluations on the split's leaderboard.
+
+    A newly finished evaluation changes the highest id and the latest finish;
+    hiding, flagging or deleting an entry changes the count. Caches of the
+    leaderboard key on this tuple. Edits that change none of them, such as a
+    renamed method, are not seen, so such caches also expire after a while.
+    """
+    totals = Evaluation.objects.filter(
+        submission__split=split,
+        submission__is_public=True,
+        submission__flagged=False,
+        state=EvaluationState.FINISHED,
+    ).aggregate(count=Count("pk"), latest=Max("pk"), finished=Max("finished_at"))
+    finished = totals["finished"].isoformat() if totals["finished"] else ""
+    return totals["count"], totals["latest"] or 0, finished
 
 
 LAYER_KIND_SUFFIXES = ("_foreground", "_background")
@@ -147,17 +180,12 @@ def metric_decimals(name: str) -> int:
     return metric_info(base_metric(name)).decimals
 
 
-def leaderboard_rows(*, split: Split, ordering: str | None = None, primary_metric: str | None = None) -> list[LeaderboardRow]:
-    """One row per public finished entry, sorted and ranked.
-
-    `ordering` is a metric name, with a `-` prefix to reverse its natural direction;
-    None sorts by the benchmark's primary metric. Rank always follows the sort key,
-    with ties at display precision sharing a rank; entries without a value come last.
-    """
+def leaderboard_entries(split: Split) -> list[LeaderboardRow]:
+    """One unranked row per public finished entry, in no particular order."""
     rows = []
     for evaluation in leaderboard_evaluations(split):
         submission = evaluation.submission
-        values, intervals = flatten_metrics(evaluation.metrics)
+        values, intervals = flatten_metrics({"hpa": evaluation.report_hpa, "layer_kinds": evaluation.report_layer_kinds})
         rows.append(
             LeaderboardRow(
                 rank=None,
@@ -170,9 +198,17 @@ def leaderboard_rows(*, split: Split, ordering: str | None = None, primary_metri
                 metrics=values,
                 intervals=intervals,
                 created_at=submission.created_at,
+                pass_rate_calibrated=bool(evaluation.report_pass_rate_calibrated),
             )
         )
+    return rows
 
+
+def rank_rows(rows: list, *, split: Split, ordering: str | None = None, primary_metric: str | None = None) -> list:
+    """Sort rows in place by `ordering` (see `leaderboard_rows`), set their ranks and return them.
+
+    Rows are LeaderboardRow objects or any others with `metrics`, `created_at` and `rank`.
+    """
     key = ordering or primary_metric or split.benchmark.config.get("primary_metric", "hpa")
     reverse_direction = key.startswith("-")
     key = key.lstrip("-")
@@ -180,7 +216,7 @@ def leaderboard_rows(*, split: Split, ordering: str | None = None, primary_metri
     if reverse_direction:
         higher_is_better = not higher_is_better
 
-    def sort_key(row: LeaderboardRow):
+    def sort_key(row):
         value = row.metrics.get(key)
         if value is None:
             return (1, 0.0, row.created_at)
@@ -191,6 +227,16 @@ def leaderboard_rows(*, split: Split, ordering: str | None = None, primary_metri
     for row, rank in zip(rows, ranks, strict=True):
         row.rank = rank
     return rows
+
+
+def leaderboard_rows(*, split: Split, ordering: str | None = None, primary_metric: str | None = None) -> list[LeaderboardRow]:
+    """One row per public finished entry, sorted and ranked.
+
+    `ordering` is a metric name, with a `-` prefix to reverse its natural direction;
+    None sorts by the benchmark's primary metric. Rank always follows the sort key,
+    with ties at display precision sharing a rank; entries without a value come last.
+    """
+    return rank_rows(leaderboard_entries(split), split=split, ordering=ordering, primary_metric=primary_metric)
 
 
 # Submissions and evaluations ---------------------------------------------------------

@@ -109,7 +109,8 @@ class UploadClient:
             handle.seek(offset)
             data = handle.read(length)
         request = urllib.request.Request(url, data=data, method="PUT")
-        request.add_header("Content-Length", str(len(data)))
+        # Without a type, urllib sends form encoding, which servers may try to parse.
+        request.add_header("Content-Type", "application/octet-stream")
         try:
             with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as reply:
                 return reply.headers.get("ETag", "")
@@ -132,7 +133,7 @@ def upload_large(
 ) -> UploadResult:
     """Upload `path` as a submission to split `split_id` through a presigned multipart upload.
 
-    With `upload_id` it resumes that upload: it asks the server which parts the
+    With `upload_id` it resumes that upload: it requests the list of parts the
     storage has (ListParts) and sends only the missing ones. Without it, it starts a
     new upload. `method_name` (default: the file's stem) and `fields` (description,
     paper_url, code_url, is_public) describe the submission. Raises UploadError with

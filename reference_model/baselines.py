@@ -68,8 +68,11 @@ def visible_oracle_predictions(split: Split) -> Iterator[tuple[str, list[np.ndar
         yield sample.sample_id, [_layer(split.read_image(sample), split.read_gt_visible(sample))]
 
 
-def write_baseline(kind: str, split: str | Path | Split, out: str | Path) -> Path:
-    """Write the `kind` baseline's submission zip for `split`; returns its path."""
+def write_baseline(kind: str, split: str | Path | Split, out: str | Path, metadata: dict | None = None) -> Path:
+    """Write the `kind` baseline's submission zip for `split`; returns its path.
+
+    `metadata` adds entries to the zip's metadata.json.
+    """
     if kind not in BASELINES:
         raise ValueError(f"unknown baseline {kind!r}; choose one of {', '.join(BASELINES)}")
     opened = split if isinstance(split, Split) else open_split(split)
@@ -83,4 +86,6 @@ def write_baseline(kind: str, split: str | Path | Split, out: str | Path) -> Pat
     else:
         predictions = cutout_predictions(opened)
     logger.info("writing the %s baseline for %d samples of %s", kind, len(opened), opened.path)
-    return validated_write(out, opened, predictions, {"method": f"baseline:{kind}"}, max_candidates=1)
+    return validated_write(
+        out, opened, predictions, {**(metadata or {}), "method": f"baseline:{kind}"}, max_candidates=1
+    )

@@ -69,8 +69,12 @@ def predict(
     seed: int = 0,
     max_candidates: int = 8,
     device: torch.device | None = None,
+    metadata: dict | None = None,
 ) -> Path:
-    """Predict `candidates` layers per sample of `split` with the checkpoint; returns the zip path."""
+    """Predict `candidates` layers per sample of `split` with the checkpoint; returns the zip path.
+
+    `metadata` adds entries to the zip's metadata.json, beside the sampling settings.
+    """
     if not 1 <= candidates <= max_candidates:
         raise ValueError(f"--candidates must be between 1 and {max_candidates}, got {candidates}")
     device = device or default_device()
@@ -79,6 +83,7 @@ def predict(
     guidance_scale = guidance_scale if guidance_scale is not None else model.config.sample.guidance_scale
     opened = open_split(split)
     metadata = {
+        **(metadata or {}),
         "method": "RefLayer",
         "preset": model.config.preset,
         "checkpoint": str(checkpoint),

@@ -1,6 +1,6 @@
 """API endpoints that send a user's own stored files: the submission zip and per-sample results.
 
-In S3 mode they answer 302 with a presigned URL that expires after
+In S3 mode they respond with 302 and a presigned URL that expires after
 `REFLADE_S3_URL_EXPIRY` seconds; in the embedded mode Django streams the file.
 Only the owner and staff may download; anyone else gets 404, as if the file did not exist.
 """

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+from dataclasses import dataclass
+from datetime import datetime
 
+from django.core.cache import cache
+from django.http import HttpResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -119,6 +124,84 @@ def leaderboard_csv_rows(rows) -> list[dict]:
     return table
 
 
+# Seconds a computed leaderboard stays cached. A finished, hidden or flagged entry
+# changes the cache keys at once (`selectors.leaderboard_version`); other edits,
+# such as a renamed method, show after at most this long.
+LEADERBOARD_CACHE_SECONDS = 60
+# Only one thread of a process computes a leaderboard at a time, so that a burst of
+# requests after a change computes it once and the others read the result.
+_leaderboard_computing = threading.Lock()
+
+
+@dataclass
+class EncodedEntry:
+    """A leaderboard row as the JSON response sends it, less its rank."""
+
+    metrics: dict[str, float | None]
+    created_at: datetime
+    # The entry's JSON object without `rank`, from its opening brace.
+    body: bytes
+    rank: int | None = None
+
+
+def encoded_entries(split: Split) -> list[EncodedEntry]:
+    """Encode each leaderboard row once, as `JSONRenderer` would, so orderings only sort and join."""
+    renderer = JSONRenderer()
+    entries = []
+    for row in selectors.leaderboard_entries(split):
+        data = serializers.leaderboard_entry_data(row)
+        del data["rank"]
+        entries.append(EncodedEntry(row.metrics, row.created_at, renderer.render(data)))
+    return entries
+
+
+def joined_body(entries: list[EncodedEntry]) -> bytes:
+    """The JSON array of ranked entries; `rank` comes first, as in LeaderboardEntrySerializer."""
+    parts = [b'{"rank":%s,%s' % (b"null" if entry.rank is None else b"%d" % entry.rank, entry.body[1:])
+             for entry in entries]
+    return b"[" + b",".join(parts) + b"]"
+
+
+def compute_leaderboard_body(request, split: Split, ordering: str | None, version: str,
+                             renderer_context: dict) -> bytes:
+    renderer = request.accepted_renderer
+    selector_key = selector_ordering(ordering) if ordering else None
+    if renderer.format != "json" or ";" in request.accepted_media_type:
+        # CSV, or JSON with media type parameters such as an indent: render the rows in full.
+        rows = selectors.leaderboard_rows(split=split, ordering=selector_key)
+        data = leaderboard_csv_rows(rows) if renderer.format == "csv" else [
+            serializers.leaderboard_entry_data(row) for row in rows]
+        return renderer.render(data, request.accepted_media_type, renderer_context)
+
+    entries_key = f"api-leaderboard-entries:{split.pk}:{version}"
+    entries = cache.get(entries_key)
+    if entries is None:
+        entries = encoded_entries(split)
+        cache.set(entries_key, entries, LEADERBOARD_CACHE_SECONDS)
+    return joined_body(selectors.rank_rows(entries, split=split, ordering=selector_key))
+
+
+def leaderboard_body(request, split: Split, ordering: str | None, renderer_context: dict) -> bytes:
+    """The rendered leaderboard of a split, from the cache while the split's entries are unchanged.
+
+    The cache holds, per split and version, the encoded entries that every JSON
+    ordering shares, and the body of each ordering and media type.
+    """
+    renderer = request.accepted_renderer
+    version = ":".join(str(part) for part in selectors.leaderboard_version(split))
+    key = f"api-leaderboard:{split.pk}:{version}:{renderer.format}:{request.accepted_media_type}:{ordering or ''}"
+    body = cache.get(key)
+    if body is not None:
+        return body
+
+    with _leaderboard_computing:
+        body = cache.get(key)
+        if body is None:
+            body = compute_leaderboard_body(request, split, ordering, version, renderer_context)
+            cache.set(key, body, LEADERBOARD_CACHE_SECONDS)
+    return body
+
+
 class LeaderboardView(ApiView):
     renderer_classes = [JSONRenderer, CSVRenderer]
 
@@ -141,13 +224,15 @@ class LeaderboardView(ApiView):
                 f"Unknown metric {ordering.lstrip('-')!r} to order by; use a key of an entry's metrics, "
                 "such as hpa, fid_foreground or pass_rate@1, with - for descending."
             ]})
-        rows = selectors.leaderboard_rows(split=split, ordering=selector_ordering(ordering) if ordering else None)
+        renderer = request.accepted_renderer
+        body = leaderboard_body(request, split, ordering, self.get_renderer_context())
 
-        if request.accepted_renderer.format == "csv":
+        charset = f"; charset={renderer.charset}" if renderer.charset else ""
+        response = HttpResponse(body, content_type=renderer.media_type + charset)
+        if renderer.format == "csv":
             filename = f"{split.benchmark.slug}-{split.name}-leaderboard.csv"
-            return Response(leaderboard_csv_rows(rows),
-                            headers={"Content-Disposition": f'attachment; filename="{filename}"'})
-        return Response(serializers.LeaderboardEntrySerializer(rows, many=True).data)
+            response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
 
 
 # Submissions -------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Fifty uploads from one user at the same time, through HTTP, against a quota of 5.
 
 The requests go to a live server (one thread per request) from 50 client threads
-released together. Exactly 5 are accepted; every other one is answered 429 with
-the error envelope saying when the next slot opens. The test runs on the database
+released together. Exactly 5 are accepted. Every other one gets status 429 and
+the error envelope with the time the next slot opens. The test runs on the database
 that DATABASE_URL names: SQLite by default, PostgreSQL when it points there.
 """
 

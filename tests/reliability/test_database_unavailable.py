@@ -1,5 +1,5 @@
-"""While the database is unreachable the site answers 503 with a clear message, and
-it recovers by itself once the database is back.
+"""While the database is unreachable the site responds 503 with a clear message, and
+it recovers without a restart once the database is back.
 
 The database is made unreachable for real: the connection is closed and pointed at
 a SQLite file in a folder that does not exist, so the driver raises

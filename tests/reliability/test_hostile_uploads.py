@@ -1,6 +1,6 @@
 """Every hostile and malformed zip of the corpus, posted to the REST API with a real worker.
 
-Valid cases are validated and queued for scoring; invalid ones fail as the user's
+Valid cases are validated and queued for scoring. Invalid ones fail as the user's
 fault with the corpus's problem codes and first message, shown to the owner in the
 API response. The worker validates all of them without dying or logging a
 traceback, and nothing is written anywhere but the expected storage folders.
@@ -119,7 +119,7 @@ def test_hostile_corpus_through_api(user, tmp_path_factory, settings):
     api = token_client(user)
 
     try:
-        submitted, refused = {}, {}
+        submitted, rejected = {}, {}
         for case in served:
             with open(case.zip_path, "rb") as handle:
                 response = api.post(f"{API}/submissions/", {"split": split.pk, "file": handle,
@@ -127,7 +127,7 @@ def test_hostile_corpus_through_api(user, tmp_path_factory, settings):
             if response.status_code == 201:
                 submitted[case.name] = response.json()["id"]
             else:
-                refused[case.name] = (response.status_code, response.json())
+                rejected[case.name] = (response.status_code, response.json())
         wait_for_verdicts(list(Evaluation.objects.filter(submission__in=submitted.values())
                                .values_list("pk", flat=True)), worker)
         results = {name: api.get(f"{API}/submissions/{pk}/").json()["evaluation"] for name, pk in submitted.items()}
@@ -135,14 +135,14 @@ def test_hostile_corpus_through_api(user, tmp_path_factory, settings):
     finally:
         worker.stop()
 
-    # Django refuses an empty file before any row or file is made; that is the only refusal.
-    assert refused == {"empty_zip_file": (400, {"error": {
+    # Django rejects an empty file before any row or file is made, and no other upload is rejected.
+    assert rejected == {"empty_zip_file": (400, {"error": {
         "code": "invalid", "message": "The request is invalid; see details for the problem with each field.",
         "details": {"fields": {"file": ["The submitted file is empty."]}}}})}
     assert not cases_by_name(cases)["empty_zip_file"].valid
     wrong = []
     for case in served:
-        if case.name in refused:
+        if case.name in rejected:
             continue
         evaluation = results[case.name]
         problems = evaluation["validation_problems"]

@@ -116,7 +116,8 @@ def finished(submission, worker: Worker, reap: bool = False) -> Evaluation:
     evaluation = wait(ended, f"{submission.method_name} ended", interval=0.5)
     assert evaluation.state == S.FINISHED, f"{evaluation.staff_detail}\n{worker.log()}"
     assert (evaluation.chunks_done, evaluation.chunks_total) == (3, 3)
-    assert ChunkResult.objects.filter(evaluation=evaluation).count() == 0  # cleared once aggregated
+    # The aggregation deletes the chunk rows just after it marks the evaluation finished.
+    wait(lambda: not ChunkResult.objects.filter(evaluation=evaluation).exists(), "chunk rows cleared", timeout=10)
     return evaluation
 
 

@@ -14,16 +14,15 @@ import socket
 import boto3
 import pytest
 
-from tests.leaderboard.conftest import (  # noqa: F401  (fixtures used by the tests here)
-    cutout_zip,
-    database_url,
-    demo_benchmark,
-    other_user,
-    start_worker,
-    synthetic_split_dir,
-    user,
-    weights_dir_for_tests,
-)
+from tests.leaderboard import conftest as leaderboard_fixtures
+from tests.leaderboard.conftest import database_url, start_worker, weights_dir_for_tests
+
+# Fixtures of the leaderboard tests that the tests here use too.
+cutout_zip = leaderboard_fixtures.cutout_zip
+demo_benchmark = leaderboard_fixtures.demo_benchmark
+other_user = leaderboard_fixtures.other_user
+synthetic_split_dir = leaderboard_fixtures.synthetic_split_dir
+user = leaderboard_fixtures.user
 
 BUCKET = "reflade-test"
 GROUND_TRUTH_BUCKET = "reflade-test-ground-truth"

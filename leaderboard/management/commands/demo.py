@@ -3,9 +3,10 @@
 The command migrates the database and writes stand-in weights if the weights
 folder is empty. It hosts a synthetic demo benchmark and creates a demo account
 and a staff account. It then starts the web server and a Celery worker (with the
-reaper) as child processes, submits the prompt cut-out baseline, prints the
-address and logins, and runs until Ctrl-C. `--no-serve` builds everything,
-scores the baseline in this process and exits.
+reaper) as child processes, publishes two baselines side by side (the prompt
+cut-out and RefLayer tiny from the committed checkpoint), prints the address and
+logins, and runs until Ctrl-C. `--no-serve` builds everything, scores the
+baselines in this process and exits.
 """
 
 from __future__ import annotations
@@ -16,19 +17,23 @@ import secrets
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.files import File
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from leaderboard.management.commands.publish_baseline import (
+    baseline_owner,
+    cutout_entry,
+    publish,
+    reflayer_entry,
+)
 from leaderboard.management.commands.run_worker import worker_command
 from leaderboard.models import Benchmark, Split, Submission
-from leaderboard.services import benchmark_create, split_import, submission_create
+from leaderboard.services import benchmark_create, split_import
 
 logger = logging.getLogger(__name__)
 
@@ -36,18 +41,18 @@ BENCHMARK_SLUG = "demo"
 SPLIT_NAME = "val"
 DEMO_USER = "demo"
 STAFF_USER = "admin"
-BASELINE_METHOD = "Prompt cut-out (baseline)"
+TINY_CHECKPOINT = Path(__file__).resolve().parents[3] / "reference_model" / "checkpoints" / "tiny"
 
 
 class Command(BaseCommand):
-    help = "Build and run the demo: synthetic benchmark, accounts, web server, worker, baseline."
+    help = "Build and run the demo: synthetic benchmark, accounts, web server, worker, baselines."
 
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=8000, help="web server port on 127.0.0.1 (default 8000)")
         parser.add_argument("--samples", type=int, default=48, help="samples in the demo split (default 48)")
         parser.add_argument("--size", type=int, default=128, help="image side of the demo split in pixels (default 128)")
         parser.add_argument("--config", default="test-tiny", help="benchmark config of the demo (default test-tiny)")
-        parser.add_argument("--no-serve", action="store_true", help="build everything, score the baseline here and exit")
+        parser.add_argument("--no-serve", action="store_true", help="build everything, score the baselines here and exit")
 
     def handle(self, *args, **options):
         call_command("migrate", interactive=False, verbosity=0)
@@ -57,14 +62,14 @@ class Command(BaseCommand):
         staff_password = reset_user(STAFF_USER, staff=True)
 
         if options["no_serve"]:
-            submit_baseline(split, eager=True)
+            publish_baselines(split, eager=True, stdout=self.stdout)
             self.print_logins(None, demo_password, staff_password)
             return
 
         stop_on_signals()
         children = start_children(options["port"])
         try:
-            submit_baseline(split, eager=False)
+            publish_baselines(split, eager=False, stdout=self.stdout)
             self.print_logins(f"http://127.0.0.1:{options['port']}/", demo_password, staff_password)
             wait_for_children(children)
         except KeyboardInterrupt:
@@ -139,66 +144,29 @@ def reset_user(username: str, staff: bool) -> str:
     return password
 
 
-def write_cutout_zip(split: Split, out: Path) -> Path:
-    """Write the prompt cut-out baseline's zip for the split with the reference model's baselines."""
-    from leaderboard.tasks import ground_truth_path
+def publish_baselines(split: Split, eager: bool, stdout) -> list[Submission]:
+    """Publish the prompt cut-out and RefLayer tiny baselines on the split, each once.
 
-    try:
-        from reference_model.baselines import write_baseline
-    except ImportError:
-        write_baseline = None
-    if write_baseline is not None:
-        return write_baseline("cutout", ground_truth_path(split), out)
-
-    from evaluator.split import Split as SplitPackage
-    from evaluator.submission import write_submission
-
-    # NOTE: without reference_model the cut-out is the visible part of the ground truth.
-    with SplitPackage(ground_truth_path(split)) as package:
-        predictions = (
-            (sample.sample_id, [_visible_layer(package, sample)]) for sample in package
-        )
-        return write_submission(out, predictions, {"method": "baseline:cutout"})
-
-
-def _visible_layer(package, sample):
-    import numpy as np
-
-    alpha = np.where(package.read_gt_visible(sample), 255, 0).astype(np.uint8)
-    return np.dstack([package.read_image(sample), alpha])
-
-
-def submit_baseline(split: Split, eager: bool) -> Submission | None:
-    """Submit the cut-out baseline as the staff account, once per split.
-
-    `eager` runs the Celery tasks in this process (for `--no-serve`); otherwise the
-    worker child scores it.
+    `eager` scores them in this process (for `--no-serve`); otherwise the worker
+    child scores them. RefLayer is left out, with a message, when its committed
+    checkpoint is missing.
     """
-    if Submission.objects.filter(split=split, is_baseline=True, method_name=BASELINE_METHOD).exists():
-        return None
-    from leaderboard.celery import app
-
-    owner = get_user_model().objects.get(username=STAFF_USER)
-    with tempfile.TemporaryDirectory(prefix="reflade-demo-") as scratch:
-        path = write_cutout_zip(split, Path(scratch) / "cutout.zip")
-        previous = app.conf.task_always_eager
-        app.conf.task_always_eager = eager
-        try:
-            with open(path, "rb") as handle:
-                submission = submission_create(
-                    user=owner,
-                    split=split,
-                    uploaded_file=File(handle, name="cutout.zip"),
-                    method_name=BASELINE_METHOD,
-                    description="The input image inside the prompt's region; no completion of hidden parts.",
-                    is_baseline=True,
-                )
-        finally:
-            app.conf.task_always_eager = previous
-    evaluation = submission.evaluations.get()
-    if eager and evaluation.state != "finished":
-        raise CommandError(f"the baseline was not scored: {evaluation.state}\n{evaluation.staff_detail}")
-    return submission
+    entries = [cutout_entry()]
+    if (TINY_CHECKPOINT / "model.safetensors").is_file():
+        entries.append(reflayer_entry(TINY_CHECKPOINT))
+    else:
+        stdout.write(f"no RefLayer checkpoint at {TINY_CHECKPOINT}; publishing the cut-out baseline only")
+    owner = baseline_owner()
+    submissions = []
+    for entry in entries:
+        result = publish(split, entry, owner, eager=eager)
+        evaluation = result.submission.evaluations.order_by("-created_at").first()
+        if eager and result.created and evaluation.state != "finished":
+            raise CommandError(
+                f"the baseline {entry.method_name} was not scored: {evaluation.state}\n{evaluation.staff_detail}"
+            )
+        submissions.append(result.submission)
+    return submissions
 
 
 def stop_on_signals() -> None:
