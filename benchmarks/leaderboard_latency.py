@@ -12,21 +12,26 @@
 3. Runs `--clients` client threads, each with its own keep-alive connection from
    its own loopback address (127.0.0.2, 127.0.0.3, ...), so the anonymous rate
    limit counts each client apart as it would count distinct users. Each client
-   requests `/api/v1/splits/<id>/leaderboard/` with a mix of orderings and waits
-   `--think` seconds between requests (0 for a closed loop that saturates the
-   server). Requests in the first `--warmup` seconds are not counted.
+   requests `/api/v1/splits/<id>/leaderboard/` with a mix of orderings and
+   `Accept-Encoding: gzip`, as browsers send, and waits about `--think` seconds
+   between requests (0 for a closed loop that saturates the server). Requests
+   started in the first `--warmup` seconds, while each gunicorn worker fills its
+   cache, are not counted. Latency is the time to the last byte of the response.
 
-Prints requests, errors, throughput, median/p90/p99/max latency and the load
-average, then stops gunicorn and drops the database (unless `--keep`).
+Prints requests, errors, throughput, median/p90/p99/max latency, the median and
+p99 of each 5-second window and the load average, then stops gunicorn and drops
+the database (unless `--keep`).
 
-    python benchmarks/leaderboard_latency.py --clients 100 --duration 20 --think 1
+    python benchmarks/leaderboard_latency.py --clients 100 --warmup 20 --duration 20 --think 1
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import gzip
 import http.client
+import json
 import os
 import random
 import secrets
@@ -234,14 +239,27 @@ def start_server(env: dict, port: int, workers: int, threads: int) -> subprocess
 
 @dataclass
 class Results:
-    latencies: list[float] = field(default_factory=list)
+    # (seconds after the warm-up when the request started, seconds it took)
+    latencies: list[tuple[float, float]] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
     body_bytes: int = 0
+    json_bytes: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def error(self, kind: str) -> None:
         with self.lock:
             self.errors[kind] = self.errors.get(kind, 0) + 1
+
+
+def check_body(body: bytes, encoding: str | None, results: Results) -> bool:
+    text = gzip.decompress(body) if encoding == "gzip" else body
+    entries = json.loads(text)
+    if not isinstance(entries, list) or not entries or "rank" not in entries[0]:
+        results.error("not a list of leaderboard entries")
+    with results.lock:
+        results.body_bytes = max(results.body_bytes, len(body))
+        results.json_bytes = max(results.json_bytes, len(text))
+    return True
 
 
 def client(index: int, port: int, split_ids: list[int], counted_from: float, stop: float, think: float,
@@ -251,6 +269,7 @@ def client(index: int, port: int, split_ids: list[int], counted_from: float, sto
     source = (f"127.0.0.{2 + index % 250}", 0)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30, source_address=source)
     latencies = []
+    checked = False
     # Spread the first requests over the think time, as users would not start together.
     time.sleep(rng.uniform(0, think))
     while time.monotonic() < stop:
@@ -258,7 +277,7 @@ def client(index: int, port: int, split_ids: list[int], counted_from: float, sto
         path = f"/api/v1/splits/{rng.choice(split_ids)}/leaderboard/" + (f"?ordering={ordering}" if ordering else "")
         started = time.monotonic()
         try:
-            conn.request("GET", path)
+            conn.request("GET", path, headers={"Accept-Encoding": "gzip"})
             response = conn.getresponse()
             body = response.read()
         except (OSError, http.client.HTTPException) as error:
@@ -271,8 +290,10 @@ def client(index: int, port: int, split_ids: list[int], counted_from: float, sto
         if response.status != 200:
             results.error(f"HTTP {response.status}")
         elif started >= counted_from:
-            latencies.append(elapsed)
-            results.body_bytes = max(results.body_bytes, len(body))
+            latencies.append((started - counted_from, elapsed))
+            if not checked:
+                # Once per client, outside the timing: the body is a gzip-compressed JSON list of entries.
+                checked = check_body(body, response.getheader("Content-Encoding"), results)
         if think:
             time.sleep(think * rng.uniform(0.5, 1.5))
     conn.close()
@@ -308,14 +329,24 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
+def print_windows(samples: list[tuple[float, float]], duration: float, width: float = 5.0) -> None:
+    """Median and p99 of the requests started in each `width`-second window."""
+    for start in np.arange(0.0, duration, width):
+        window = [elapsed for began, elapsed in samples if start <= began < start + width]
+        if window:
+            print(f"  {start:4.0f}-{start + width:<4.0f} s  {len(window):5d} requests  median "
+                  f"{1000 * percentile(window, 0.5):7.1f} ms  p99 {1000 * percentile(window, 0.99):7.1f} ms")
+
+
 def report(results: Results, loads: list[float], duration: float) -> None:
-    latencies = results.latencies
+    latencies = [elapsed for _, elapsed in results.latencies]
     print(f"requests counted  {len(latencies)} in {duration:.0f} s ({len(latencies) / duration:.1f} req/s)")
     print(f"errors            {sum(results.errors.values())} {results.errors or ''}")
-    print(f"response size     {results.body_bytes / 1024:.0f} KiB (largest)")
+    print(f"response size     {results.body_bytes / 1024:.0f} KiB sent, {results.json_bytes / 1024:.0f} KiB of JSON (largest)")
     if latencies:
         median, p90, p99 = (1000 * percentile(latencies, fraction) for fraction in (0.5, 0.9, 0.99))
         print(f"latency ms        median {median:.1f}  p90 {p90:.1f}  p99 {p99:.1f}  max {1000 * max(latencies):.1f}")
+        print_windows(results.latencies, duration)
     if loads:
         print(f"load average      {min(loads):.2f}..{max(loads):.2f} (1-min, sampled every 2 s; {os.cpu_count()} CPUs)")
 
@@ -328,7 +359,7 @@ def main() -> int:
     parser.add_argument("--evaluations", type=int, default=10_000, help="evaluations to insert (default 10000)")
     parser.add_argument("--users", type=int, default=2_000, help="users owning the submissions (default 2000)")
     parser.add_argument("--clients", type=int, default=100, help="concurrent clients (default 100)")
-    parser.add_argument("--warmup", type=float, default=3.0, help="seconds not counted at the start (default 3)")
+    parser.add_argument("--warmup", type=float, default=20.0, help="seconds not counted at the start (default 20)")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds measured after the warm-up (default 20)")
     parser.add_argument("--think", type=float, default=1.0,
                         help="mean seconds each client waits between requests; 0 for a closed loop (default 1)")

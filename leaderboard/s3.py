@@ -117,7 +117,7 @@ def multipart_complete(storage, key: str, upload_id: str, parts: list[Part]) -> 
 
 
 def multipart_abort(storage, key: str, upload_id: str) -> None:
-    """Abort the upload, freeing its parts; an upload S3 no longer knows is not an error."""
+    """Abort the upload, freeing its parts; an upload that S3 no longer has is not an error."""
     from botocore.exceptions import ClientError
 
     try:

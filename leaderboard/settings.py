@@ -57,6 +57,8 @@ def database_from_url(url: str) -> dict:
             "HOST": parts.hostname or "",
             "PORT": str(parts.port or ""),
             "CONN_MAX_AGE": env_int("REFLADE_DB_CONN_MAX_AGE", 60),
+            # Check a reused connection first, so a restarted server costs no request.
+            "CONN_HEALTH_CHECKS": True,
             "TEST": {"NAME": f"test_{name}"},
         }
     raise ImproperlyConfigured(
@@ -123,6 +125,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "leaderboard.middleware.DatabaseUnavailableMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -211,7 +214,7 @@ def storages_from_env(environ=None) -> dict:
             s3_options,
             bucket=private_bucket,
             location="" if private_bucket != bucket else "private",
-            backend="leaderboard.storage.GroundTruthS3Storage",
+            backend="leaderboard.storage_s3.GroundTruthS3Storage",
         )
     else:
         public = {"BACKEND": "django.core.files.storage.FileSystemStorage"}

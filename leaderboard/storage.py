@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import sys
 import tempfile
 import uuid
 from pathlib import Path
@@ -31,19 +32,6 @@ class PrivateFileSystemStorage(FileSystemStorage):
 
 def no_url(name: str | None) -> str:
     raise ValueError(f"{name} is in private storage, which has no URL; serve it through a view that checks permissions")
-
-
-try:
-    from storages.backends.s3 import S3Storage
-except ImportError:  # only deployments with S3 storage install django-storages' S3 backend
-    S3Storage = None
-else:
-
-    class GroundTruthS3Storage(S3Storage):
-        """An S3 bucket or prefix for ground truth: no presigned URL is ever made for it."""
-
-        def url(self, name, parameters=None, expire=None, http_method=None) -> str:
-            return no_url(name)
 
 
 class StorageAlias(LazyObject):
@@ -90,8 +78,13 @@ def public_storage() -> Storage:
 
 
 def is_s3(storage: Storage) -> bool:
-    """Return whether `storage` is an S3 bucket (presigned URLs and multipart uploads work)."""
-    return S3Storage is not None and isinstance(storage, S3Storage)
+    """Return whether `storage` is an S3 bucket (presigned URLs and multipart uploads work).
+
+    An S3 storage exists only once django-storages' S3 module is imported, so the
+    check costs the embedded mode no boto3 import.
+    """
+    module = sys.modules.get("storages.backends.s3")
+    return module is not None and isinstance(storage, module.S3Storage)
 
 
 def submission_upload_to(instance, filename: str) -> str:

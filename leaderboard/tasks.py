@@ -44,12 +44,11 @@ logger = logging.getLogger(__name__)
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     OperationalError, InterfaceError, BrokerError, ConnectionError, TimeoutError
 )
-try:
+if settings.STORAGES["private"]["BACKEND"].startswith("storages.backends.s3"):
+    # Imported only in S3 mode, so that embedded-mode processes do not load botocore.
     from botocore.exceptions import ConnectionError as S3ConnectionError
 
     TRANSIENT_ERRORS += (S3ConnectionError,)
-except ImportError:  # only deployments with S3 storage install botocore
-    pass
 MAX_RETRIES = 5
 RETRY_BACKOFF_MAX_SECONDS = 300
 HEARTBEAT_INTERVAL_SECONDS = 30

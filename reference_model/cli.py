@@ -18,7 +18,12 @@ logger = logging.getLogger(__name__)
 def _add_train(commands) -> None:
     parser = commands.add_parser("train", help="train RefLayer on a split with ground truth")
     parser.add_argument("--preset", default="tiny", help="configuration preset: tiny or sd3-medium (default tiny)")
-    parser.add_argument("--data", required=True, help="split folder or .tar with gt/ to train on")
+    data = parser.add_mutually_exclusive_group(required=True)
+    data.add_argument("--data", help="split folder or .tar with gt/ to train on")
+    data.add_argument(
+        "--synthetic", type=int, metavar="N",
+        help="train on N synthetic samples generated at the preset's resolution into <out>/data (seed 0)",
+    )
     parser.add_argument("--out", required=True, help="run folder for checkpoints, metrics and the final export")
     parser.add_argument("--steps", type=int, default=None, help="denoiser-stage steps (default: the preset's)")
     parser.add_argument("--vae-steps", type=int, default=None, help="VAE-stage steps for a VAE trained from scratch (default: the preset's)")
@@ -82,9 +87,22 @@ def _run_train(args) -> int:
         config.train.steps = args.steps
     if args.vae_steps is not None:
         config.train.vae_steps = args.vae_steps
-    final = train(config, args.data, args.out, resume=args.resume)
+    data = args.data if args.data is not None else _synthetic_training_split(args.synthetic, config.resolution, args.out)
+    final = train(config, data, args.out, resume=args.resume)
     print(f"wrote {final}")
     return 0
+
+
+def _synthetic_training_split(samples: int, resolution: int, out: str) -> Path:
+    """Generate the training split once; a resumed run finds it already there."""
+    from evaluator.synthetic import make_synthetic_split
+
+    if samples < 1:
+        raise SystemExit(f"--synthetic must be at least 1 sample, got {samples}")
+    folder = Path(out) / "data" / "train"
+    if (folder / "manifest.jsonl").is_file():
+        return folder
+    return make_synthetic_split(Path(out) / "data", samples, resolution, seed=0, name="train", overwrite=True)
 
 
 def _predict_from_args(args) -> Path:

@@ -13,12 +13,18 @@ import math
 from datetime import UTC
 
 from django.core.exceptions import PermissionDenied
+from django.db import InterfaceError, OperationalError
 from django.http import Http404
 from django.utils import timezone
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
+from leaderboard.middleware import (
+    DATABASE_UNAVAILABLE_CODE,
+    DATABASE_UNAVAILABLE_MESSAGE,
+    RETRY_AFTER_SECONDS,
+)
 from leaderboard.services import QuotaExceeded, ServiceError
 
 logger = logging.getLogger(__name__)
@@ -46,6 +52,15 @@ def api_exception_handler(exc, context) -> Response:
 
     if isinstance(exc, exceptions.APIException):
         return _api_exception(exc)
+
+    if isinstance(exc, OperationalError | InterfaceError):
+        # The database is down or restarting: a temporary condition, not a server bug.
+        logger.warning("database unavailable in API view: %s", exc)
+        return Response(
+            error_body(DATABASE_UNAVAILABLE_CODE, DATABASE_UNAVAILABLE_MESSAGE),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
 
     view = context.get("view")
     logger.exception("unhandled error in API view %s", type(view).__name__ if view else "?")

@@ -3,6 +3,7 @@ writing through services."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import threading
@@ -12,6 +13,7 @@ from datetime import datetime
 from django.core.cache import cache
 from django.http import HttpResponse
 from django.urls import reverse
+from django.utils.cache import patch_vary_headers
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
@@ -125,9 +127,11 @@ def leaderboard_csv_rows(rows) -> list[dict]:
 
 
 # Seconds a computed leaderboard stays cached. A finished, hidden or flagged entry
-# changes the cache keys at once (`selectors.leaderboard_version`); other edits,
-# such as a renamed method, show after at most this long.
-LEADERBOARD_CACHE_SECONDS = 60
+# changes the cache keys (`selectors.leaderboard_version`, itself cached for
+# LEADERBOARD_VERSION_SECONDS); other edits, such as a renamed method, show after
+# at most LEADERBOARD_CACHE_SECONDS.
+LEADERBOARD_CACHE_SECONDS = 300
+LEADERBOARD_VERSION_SECONDS = 2
 # Only one thread of a process computes a leaderboard at a time, so that a burst of
 # requests after a change computes it once and the others read the result.
 _leaderboard_computing = threading.Lock()
@@ -181,14 +185,25 @@ def compute_leaderboard_body(request, split: Split, ordering: str | None, versio
     return joined_body(selectors.rank_rows(entries, split=split, ordering=selector_key))
 
 
+def leaderboard_version(split: Split) -> str:
+    """The split's leaderboard version, read from the database at most every LEADERBOARD_VERSION_SECONDS."""
+    # The split's creation time tells apart splits that reuse an id, as in a recreated database.
+    key = f"api-leaderboard-version:{split.pk}:{split.created_at.isoformat()}"
+    version = cache.get(key)
+    if version is None:
+        version = ":".join(str(part) for part in selectors.leaderboard_version(split))
+        cache.set(key, version, LEADERBOARD_VERSION_SECONDS)
+    return version
+
+
 def leaderboard_body(request, split: Split, ordering: str | None, renderer_context: dict) -> bytes:
-    """The rendered leaderboard of a split, from the cache while the split's entries are unchanged.
+    """The rendered leaderboard of a split, gzip-compressed, from the cache while its entries are unchanged.
 
     The cache holds, per split and version, the encoded entries that every JSON
-    ordering shares, and the body of each ordering and media type.
+    ordering shares, and the compressed body of each ordering and media type.
     """
     renderer = request.accepted_renderer
-    version = ":".join(str(part) for part in selectors.leaderboard_version(split))
+    version = leaderboard_version(split)
     key = f"api-leaderboard:{split.pk}:{version}:{renderer.format}:{request.accepted_media_type}:{ordering or ''}"
     body = cache.get(key)
     if body is not None:
@@ -197,9 +212,25 @@ def leaderboard_body(request, split: Split, ordering: str | None, renderer_conte
     with _leaderboard_computing:
         body = cache.get(key)
         if body is None:
-            body = compute_leaderboard_body(request, split, ordering, version, renderer_context)
+            # A leaderboard of a thousand entries is megabytes of JSON that the fastest gzip
+            # level shrinks threefold; compressing once keeps the cache and the responses small.
+            body = gzip.compress(compute_leaderboard_body(request, split, ordering, version, renderer_context),
+                                 compresslevel=1, mtime=0)
             cache.set(key, body, LEADERBOARD_CACHE_SECONDS)
     return body
+
+
+def accepts_gzip(request) -> bool:
+    """Whether the request's Accept-Encoding lists gzip with a quality above zero."""
+    for item in request.META.get("HTTP_ACCEPT_ENCODING", "").split(","):
+        coding, _, parameters = item.strip().partition(";")
+        if coding.strip().lower() == "gzip":
+            quality = parameters.strip().removeprefix("q=").strip()
+            try:
+                return not quality or float(quality) > 0
+            except ValueError:
+                return False
+    return False
 
 
 class LeaderboardView(ApiView):
@@ -228,7 +259,12 @@ class LeaderboardView(ApiView):
         body = leaderboard_body(request, split, ordering, self.get_renderer_context())
 
         charset = f"; charset={renderer.charset}" if renderer.charset else ""
-        response = HttpResponse(body, content_type=renderer.media_type + charset)
+        if accepts_gzip(request):
+            response = HttpResponse(body, content_type=renderer.media_type + charset)
+            response["Content-Encoding"] = "gzip"
+        else:
+            response = HttpResponse(gzip.decompress(body), content_type=renderer.media_type + charset)
+        patch_vary_headers(response, ["Accept-Encoding"])
         if renderer.format == "csv":
             filename = f"{split.benchmark.slug}-{split.name}-leaderboard.csv"
             response["Content-Disposition"] = f'attachment; filename="{filename}"'

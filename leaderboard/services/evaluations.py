@@ -126,9 +126,9 @@ def evaluation_heartbeat(*, evaluation_id: int) -> bool:
 def evaluation_begin_aggregation(*, evaluation_id: int) -> Evaluation | None:
     """Move scoring to aggregating; return the evaluation when this call moved it.
 
-    An evaluation that the reaper re-queued after every chunk was stored (the chord
-    lost its count, say when the broker restarted) stays queued, because no chunk
-    task runs to move it to scoring; it passes through scoring here.
+    The reaper may re-queue an evaluation whose chunks are all stored, for example
+    when a broker restart broke its chord. No chunk task then moves it to scoring,
+    so it passes through scoring here.
     """
     evaluation = Evaluation.objects.filter(pk=evaluation_id, state=S.QUEUED).first()
     if evaluation is not None and (

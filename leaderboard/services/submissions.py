@@ -99,7 +99,7 @@ def enqueue_validation(evaluation_id: int) -> None:
 
 @dataclass(frozen=True)
 class SubmissionFields:
-    """What the submitter states about a submission, beside the file itself."""
+    """Submitter-given fields of a submission, beside the file itself."""
 
     method_name: str
     description: str = ""

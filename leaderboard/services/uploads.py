@@ -1,10 +1,11 @@
 """Presigned multipart uploads: large submissions go from the client straight to S3.
 
-The web process creates the multipart upload, hands out presigned part URLs,
-lists the parts S3 has (so an interrupted client uploads only what is missing)
-and, on completion, checks the object's SHA-256 before creating the Submission
-through `submission_register`, the same path as a direct upload. The bytes never
-pass through the web process, except once, streamed, for the checksum.
+The web process creates the multipart upload, hands out presigned part URLs and
+lists the parts S3 has, so an interrupted client uploads only what is missing.
+On completion it checks the object's SHA-256, then creates the Submission through
+`submission_register`, the same path as a direct upload. The part uploads never
+pass through the web process. The checksum streams the object through it once, in
+1 MiB blocks.
 """
 
 from __future__ import annotations

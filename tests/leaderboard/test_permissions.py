@@ -136,7 +136,7 @@ def test_anonymous_api_writes_rejected(demo_split, cutout_zip, public_entry):
 def url_values(demo_split, entry) -> dict[str, str]:
     evaluation = entry.evaluations.get()
     return {"slug": "demo", "split_name": "val", "split_id": str(demo_split.pk),
-            "submission_id": str(entry.pk), "evaluation_id": str(evaluation.pk)}
+            "submission_id": str(entry.pk), "evaluation_id": str(evaluation.pk), "upload_id": "1"}
 
 
 def fill_route(pattern, values: dict[str, str], ground_truth_key: str) -> str:

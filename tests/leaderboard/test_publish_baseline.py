@@ -31,7 +31,7 @@ def publish(*arguments: str) -> str:
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_reflayer_baseline_scored_and_published_once(celery_worker_process, demo_split):
+def test_reflayer_published_once_and_scored(celery_worker_process, demo_split):
     arguments = ("--checkpoint", str(TINY_CHECKPOINT), "--steps", "2")
     first = publish(*arguments)
 
@@ -44,7 +44,8 @@ def test_reflayer_baseline_scored_and_published_once(celery_worker_process, demo
     submission.refresh_from_db()
     sha256 = tiny_sha256()
     assert submission.is_baseline
-    assert submission.owner.username == "baseline" and submission.owner.is_staff
+    assert submission.owner.username == "baseline"
+    assert submission.owner.is_staff
     assert not evaluation.counts_for_quota
     assert "preset tiny, 2 sampling steps, guidance scale 2.0, 1 candidate(s)" in submission.description
     assert f"Training data: {training_data_note(TINY_CHECKPOINT)}" in submission.description
@@ -64,7 +65,7 @@ def test_reflayer_baseline_scored_and_published_once(celery_worker_process, demo
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_cutout_baseline_scored_beside_reflayer(celery_worker_process, demo_split):
+def test_cutout_published_and_scored(celery_worker_process, demo_split):
     publish("--kind", "cutout")
     cutout = Submission.objects.get(split=demo_split, method_name=CUTOUT_METHOD)
     evaluation = wait_for_end(cutout, celery_worker_process)
@@ -81,7 +82,7 @@ def test_reflayer_needs_checkpoint(demo_split):
         publish()
 
 
-def test_checkpoint_folder_without_config(demo_split, tmp_path):
+def test_checkpoint_without_config_rejected(demo_split, tmp_path):
     with pytest.raises(CommandError, match="config.json not found; --checkpoint must be a folder written by"):
         publish("--checkpoint", str(tmp_path))
     assert not Submission.objects.exists()
@@ -101,3 +102,18 @@ def test_owner_must_be_staff(demo_split, user):
     with pytest.raises(CommandError, match="^--owner alice is not staff; baselines are owned by staff accounts"):
         publish("--kind", "cutout", "--owner", "alice")
     assert not get_user_model().objects.filter(username="baseline").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_demo_publishes_both_baselines():
+    call_command("demo", "--no-serve", "--samples", "6", "--size", "64", stdout=io.StringIO())
+    call_command("demo", "--no-serve", "--samples", "6", "--size", "64", stdout=io.StringIO())
+
+    baselines = Submission.objects.filter(split__benchmark__slug="demo", is_baseline=True).order_by("method_name")
+    assert [baseline.method_name for baseline in baselines] == [CUTOUT_METHOD, REFLAYER_METHOD]
+    for baseline in baselines:
+        evaluation = baseline.evaluations.get()
+        assert evaluation.state == EvaluationState.FINISHED, evaluation.staff_detail
+        assert evaluation.metrics["hpa"]["value"] is not None
+    assert baselines[1].metadata["model_card"]["checkpoint_sha256"] == tiny_sha256()

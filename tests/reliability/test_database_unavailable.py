@@ -82,8 +82,6 @@ def test_healthz_reports_database_down(demo_split, tmp_path):
     assert down.json()["checks"]["database"]["error"] == "OperationalError: unable to open database file"
 
 
-@pytest.mark.xfail(strict=True, reason="the API exception handler answers 500 server_error for "
-                   "OperationalError instead of the 503 database_unavailable envelope")
 @pytest.mark.django_db(transaction=True)
 def test_api_answers_503_envelope_then_recovers(with_middleware, demo_split, tmp_path):
     api = APIClient()

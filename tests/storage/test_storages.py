@@ -64,7 +64,7 @@ def test_ground_truth_prefix_without_private_bucket():
 
     assert storages["ground_truth"]["OPTIONS"]["bucket_name"] == "main"
     assert storages["ground_truth"]["OPTIONS"]["location"] == "private"
-    assert storages["ground_truth"]["BACKEND"] == "leaderboard.storage.GroundTruthS3Storage"
+    assert storages["ground_truth"]["BACKEND"] == "leaderboard.storage_s3.GroundTruthS3Storage"
     assert storages["private"]["OPTIONS"]["location"] == ""
     assert storages["default"]["OPTIONS"]["location"] == "public"
 

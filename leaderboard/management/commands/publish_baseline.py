@@ -41,10 +41,10 @@ HASH_BLOCK_BYTES = 1 << 20
 
 @dataclass(frozen=True)
 class BaselineEntry:
-    """What a baseline submission is: its method, model card, and how its zip is written.
+    """A baseline entry: its method, model card, and the function that writes its zip.
 
-    `identity` is a line of the description that only this entry has; a split whose
-    baseline submissions contain it already holds this entry.
+    `identity` is a line of the description that only this entry has, so a split
+    with a baseline submission whose description contains it already has this entry.
     """
 
     method_name: str
@@ -69,7 +69,7 @@ def file_sha256(path: Path) -> str:
 
 
 def training_data_note(checkpoint: Path) -> str:
-    """The first paragraph of the checkpoint's README.md, where it states what it was trained on."""
+    """Return the first paragraph of the checkpoint's README.md, which states the training data."""
     readme = checkpoint / "README.md"
     if not readme.is_file():
         return "not recorded (the checkpoint has no README.md)"
@@ -79,7 +79,7 @@ def training_data_note(checkpoint: Path) -> str:
 
 
 def reflayer_entry(checkpoint: str | Path, candidates: int = 1, steps: int | None = None) -> BaselineEntry:
-    """The RefLayer baseline of a checkpoint folder; raises CommandError when it is not one."""
+    """Describe the RefLayer baseline of a checkpoint folder; raise CommandError when it is not one."""
     from reference_model.checkpoint import read_checkpoint_info
     from reference_model.predict import predict
 
@@ -126,7 +126,7 @@ def cutout_entry() -> BaselineEntry:
 
 
 def baseline_owner(username: str | None = None):
-    """The staff account that owns baselines: `username`, which must exist, or `baseline`, created if missing."""
+    """Return the staff account that owns baselines: `username`, which must exist, or `baseline`, created if missing."""
     users = get_user_model().objects
     if username is not None:
         user = users.filter(username=username).first()
@@ -146,7 +146,7 @@ def baseline_owner(username: str | None = None):
 
 
 def public_package_path(split: Split, scratch: Path) -> Path:
-    """The split's public inputs .tar as a local file, copied into `scratch` when storage is not local."""
+    """Return the split's public inputs .tar as a local file, copied into `scratch` when storage is not local."""
     storage = split.public_package.storage
     name = split.public_package.name
     try:
