@@ -1,10 +1,10 @@
 """Measure the leaderboard API's latency under concurrent clients with a PostgreSQL database.
 
 1. Creates the database `reflade_bench_latency` on 127.0.0.1:5432 (user postgres,
-   trust authentication), migrates it and fills it with `--evaluations` evaluations
-   (default 10,000) by bulk insert: 2 benchmarks x 2 splits, many users, some
-   submissions private or flagged, some re-scored, some whose latest evaluation
-   failed, so that "latest finished evaluation per submission" matters. Every
+   trust authentication), migrates it and bulk-inserts `--evaluations` evaluations
+   (default 10,000) on 2 benchmarks x 2 splits. Many users own the submissions.
+   Some submissions are private or flagged, some re-scored, and some have a failed
+   latest evaluation, so that "latest finished evaluation per submission" matters. Every
    finished evaluation carries a report that `evaluator.aggregate.aggregate_samples`
    produced from a small random per-sample table, with its numbers varied per entry.
 2. Starts gunicorn (`leaderboard.wsgi`, gthread workers, DEBUG off) on a free
@@ -22,7 +22,7 @@ Prints requests, errors, throughput, median/p90/p99/max latency, the median and
 p99 of each 5-second window and the load average, then stops gunicorn and drops
 the database (unless `--keep`).
 
-    python benchmarks/leaderboard_latency.py --clients 100 --warmup 20 --duration 20 --think 1
+    python benchmarks/leaderboard_latency.py --clients 100 --warmup 40 --duration 20 --think 1
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ import json
 import os
 import random
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -71,7 +72,7 @@ def drop_database() -> None:
 
 
 def samples_table(rng: np.random.Generator, samples: int = 16, candidates: int = 2) -> pd.DataFrame:
-    """A random per-sample table: half foreground, half background samples."""
+    """Make a random per-sample table: half foreground, half background samples."""
     rows = []
     for index in range(samples):
         kind = "foreground" if index % 2 == 0 else "background"
@@ -89,7 +90,7 @@ def samples_table(rng: np.random.Generator, samples: int = 16, candidates: int =
 
 
 def base_report(seed: int = 0) -> dict:
-    """One real evaluator report of a random per-sample table."""
+    """Aggregate a random per-sample table into a real evaluator report."""
     from evaluator.aggregate import aggregate_samples
     from evaluator.config import load_config
     from evaluator.groups import group_name, occlusion_bucket
@@ -105,7 +106,7 @@ def base_report(seed: int = 0) -> dict:
 
 
 def varied(node, rng: random.Random, scale: float):
-    """A copy of a report subtree with every metric value and interval scaled by about `scale`."""
+    """Copy a report subtree, scaling every metric value and interval by about `scale`."""
     if isinstance(node, dict):
         result = {}
         for key, value in node.items():
@@ -121,7 +122,7 @@ def varied(node, rng: random.Random, scale: float):
 
 
 def entry_report(report: dict, rng: random.Random) -> dict:
-    """The report with the leaderboard's numbers varied; the breakdown groups are shared."""
+    """Vary the leaderboard's numbers of a report. The copy shares the breakdown groups."""
     scale = rng.uniform(0.6, 1.4)
     result = copy.copy(report)
     for key in ("hpa", "layer_kinds", "primary"):
@@ -222,16 +223,17 @@ def start_server(env: dict, port: int, workers: int, threads: int) -> subprocess
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
             conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
-                conn.close()
+            status = conn.getresponse().status
+            conn.close()
+            if status == 200:
                 return server
-        except OSError:
+        except (OSError, http.client.HTTPException):
             pass
         if server.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with status {server.returncode} before answering /healthz")
+            raise RuntimeError(f"gunicorn exited with status {server.returncode} before /healthz returned 200")
         time.sleep(0.5)
     server.terminate()
-    raise RuntimeError(f"gunicorn did not answer /healthz on 127.0.0.1:{port} within 60 s")
+    raise RuntimeError(f"/healthz on 127.0.0.1:{port} did not return 200 within 60 s; see gunicorn's log above")
 
 
 # Load ----------------------------------------------------------------------------------------
@@ -239,7 +241,7 @@ def start_server(env: dict, port: int, workers: int, threads: int) -> subprocess
 
 @dataclass
 class Results:
-    # (seconds after the warm-up when the request started, seconds it took)
+    # (start of the request in seconds from the end of the warm-up, negative during it; seconds it took)
     latencies: list[tuple[float, float]] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
     body_bytes: int = 0
@@ -289,10 +291,11 @@ def client(index: int, port: int, split_ids: list[int], counted_from: float, sto
         elapsed = time.monotonic() - started
         if response.status != 200:
             results.error(f"HTTP {response.status}")
-        elif started >= counted_from:
+        else:
             latencies.append((started - counted_from, elapsed))
-            if not checked:
-                # Once per client, outside the timing: the body is a gzip-compressed JSON list of entries.
+            if index == 0 and not checked:
+                # Check one body, outside the timing and in one client only, because decoding
+                # megabytes of JSON holds this process's interpreter lock.
                 checked = check_body(body, response.getheader("Content-Encoding"), results)
         if think:
             time.sleep(think * rng.uniform(0.5, 1.5))
@@ -329,24 +332,25 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def print_windows(samples: list[tuple[float, float]], duration: float, width: float = 5.0) -> None:
-    """Median and p99 of the requests started in each `width`-second window."""
-    for start in np.arange(0.0, duration, width):
+def print_windows(samples: list[tuple[float, float]], warmup: float, duration: float, width: float = 5.0) -> None:
+    """Print the median and p99 of the requests started in each `width`-second window, warm-up included."""
+    print("windows (seconds from the end of the warm-up):")
+    for start in np.arange(-warmup, duration, width):
         window = [elapsed for began, elapsed in samples if start <= began < start + width]
         if window:
-            print(f"  {start:4.0f}-{start + width:<4.0f} s  {len(window):5d} requests  median "
+            print(f"  {start:5.0f} to {start + width:<5.0f} s  {len(window):5d} requests  median "
                   f"{1000 * percentile(window, 0.5):7.1f} ms  p99 {1000 * percentile(window, 0.99):7.1f} ms")
 
 
-def report(results: Results, loads: list[float], duration: float) -> None:
-    latencies = [elapsed for _, elapsed in results.latencies]
+def report(results: Results, loads: list[float], warmup: float, duration: float) -> None:
+    latencies = [elapsed for began, elapsed in results.latencies if began >= 0]
     print(f"requests counted  {len(latencies)} in {duration:.0f} s ({len(latencies) / duration:.1f} req/s)")
     print(f"errors            {sum(results.errors.values())} {results.errors or ''}")
     print(f"response size     {results.body_bytes / 1024:.0f} KiB sent, {results.json_bytes / 1024:.0f} KiB of JSON (largest)")
     if latencies:
         median, p90, p99 = (1000 * percentile(latencies, fraction) for fraction in (0.5, 0.9, 0.99))
         print(f"latency ms        median {median:.1f}  p90 {p90:.1f}  p99 {p99:.1f}  max {1000 * max(latencies):.1f}")
-        print_windows(results.latencies, duration)
+        print_windows(results.latencies, warmup, duration)
     if loads:
         print(f"load average      {min(loads):.2f}..{max(loads):.2f} (1-min, sampled every 2 s; {os.cpu_count()} CPUs)")
 
@@ -359,7 +363,8 @@ def main() -> int:
     parser.add_argument("--evaluations", type=int, default=10_000, help="evaluations to insert (default 10000)")
     parser.add_argument("--users", type=int, default=2_000, help="users owning the submissions (default 2000)")
     parser.add_argument("--clients", type=int, default=100, help="concurrent clients (default 100)")
-    parser.add_argument("--warmup", type=float, default=20.0, help="seconds not counted at the start (default 20)")
+    parser.add_argument("--warmup", type=float, default=40.0,
+                        help="seconds not counted at the start, while the workers fill their caches (default 40)")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds measured after the warm-up (default 20)")
     parser.add_argument("--think", type=float, default=1.0,
                         help="mean seconds each client waits between requests; 0 for a closed loop (default 1)")
@@ -407,9 +412,10 @@ def main() -> int:
     finally:
         server.terminate()
         server.wait(timeout=30)
+        shutil.rmtree(data_dir, ignore_errors=True)
         if not args.keep:
             drop_database()
-    report(results, loads, args.duration)
+    report(results, loads, args.warmup, args.duration)
     return 0 if results.latencies and not results.errors else 1
 
 

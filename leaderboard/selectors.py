@@ -110,8 +110,8 @@ def flatten_metrics(report: dict) -> tuple[dict[str, float | None], dict[str, tu
     return values, intervals
 
 
-# The parts of an evaluator report that the leaderboard reads; the per-group breakdowns,
-# most of a report's size, stay in the database until something asks for them.
+# The parts of an evaluator report that the leaderboard reads. The per-group breakdowns,
+# most of a report's size, stay in the database until code reads `metrics`.
 LEADERBOARD_REPORT_KEYS = ("hpa", "layer_kinds", "pass_rate_calibrated")
 
 
@@ -181,7 +181,7 @@ def metric_decimals(name: str) -> int:
 
 
 def leaderboard_entries(split: Split) -> list[LeaderboardRow]:
-    """One unranked row per public finished entry, in no particular order."""
+    """Build one unranked row per public finished entry, in no particular order."""
     rows = []
     for evaluation in leaderboard_evaluations(split):
         submission = evaluation.submission

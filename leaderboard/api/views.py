@@ -127,9 +127,9 @@ def leaderboard_csv_rows(rows) -> list[dict]:
 
 
 # Seconds a computed leaderboard stays cached. A finished, hidden or flagged entry
-# changes the cache keys (`selectors.leaderboard_version`, itself cached for
-# LEADERBOARD_VERSION_SECONDS); other edits, such as a renamed method, show after
-# at most LEADERBOARD_CACHE_SECONDS.
+# changes the cache keys (`selectors.leaderboard_version`, re-read every
+# LEADERBOARD_VERSION_SECONDS). Other edits, such as a renamed method, show once
+# the cached leaderboard expires.
 LEADERBOARD_CACHE_SECONDS = 300
 LEADERBOARD_VERSION_SECONDS = 2
 # Only one thread of a process computes a leaderboard at a time, so that a burst of
@@ -160,7 +160,7 @@ def encoded_entries(split: Split) -> list[EncodedEntry]:
 
 
 def joined_body(entries: list[EncodedEntry]) -> bytes:
-    """The JSON array of ranked entries; `rank` comes first, as in LeaderboardEntrySerializer."""
+    """Join ranked entries into a JSON array, with `rank` first as in LeaderboardEntrySerializer."""
     parts = [b'{"rank":%s,%s' % (b"null" if entry.rank is None else b"%d" % entry.rank, entry.body[1:])
              for entry in entries]
     return b"[" + b",".join(parts) + b"]"
@@ -186,8 +186,8 @@ def compute_leaderboard_body(request, split: Split, ordering: str | None, versio
 
 
 def leaderboard_version(split: Split) -> str:
-    """The split's leaderboard version, read from the database at most every LEADERBOARD_VERSION_SECONDS."""
-    # The split's creation time tells apart splits that reuse an id, as in a recreated database.
+    """Return the split's leaderboard version, read from the database at most every LEADERBOARD_VERSION_SECONDS."""
+    # The creation time distinguishes splits that reuse an id, as in a recreated database.
     key = f"api-leaderboard-version:{split.pk}:{split.created_at.isoformat()}"
     version = cache.get(key)
     if version is None:
@@ -197,7 +197,7 @@ def leaderboard_version(split: Split) -> str:
 
 
 def leaderboard_body(request, split: Split, ordering: str | None, renderer_context: dict) -> bytes:
-    """The rendered leaderboard of a split, gzip-compressed, from the cache while its entries are unchanged.
+    """Return the split's rendered leaderboard, gzip-compressed, from the cache while its entries are unchanged.
 
     The cache holds, per split and version, the encoded entries that every JSON
     ordering shares, and the compressed body of each ordering and media type.
@@ -212,8 +212,8 @@ def leaderboard_body(request, split: Split, ordering: str | None, renderer_conte
     with _leaderboard_computing:
         body = cache.get(key)
         if body is None:
-            # A leaderboard of a thousand entries is megabytes of JSON that the fastest gzip
-            # level shrinks threefold; compressing once keeps the cache and the responses small.
+            # A thousand entries make megabytes of JSON, which the fastest gzip level shrinks
+            # threefold. Compressing once keeps both the cache and the responses small.
             body = gzip.compress(compute_leaderboard_body(request, split, ordering, version, renderer_context),
                                  compresslevel=1, mtime=0)
             cache.set(key, body, LEADERBOARD_CACHE_SECONDS)
@@ -221,7 +221,7 @@ def leaderboard_body(request, split: Split, ordering: str | None, renderer_conte
 
 
 def accepts_gzip(request) -> bool:
-    """Whether the request's Accept-Encoding lists gzip with a quality above zero."""
+    """Return whether the request's Accept-Encoding lists gzip with a quality above zero."""
     for item in request.META.get("HTTP_ACCEPT_ENCODING", "").split(","):
         coding, _, parameters = item.strip().partition(";")
         if coding.strip().lower() == "gzip":

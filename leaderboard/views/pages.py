@@ -100,7 +100,7 @@ def _render_split(request: HttpRequest, benchmark: Benchmark, splits: list[Split
 
     k_list = sorted(int(column.base.split("@")[1]) for column in columns if column.is_pass_rate)
     # Pass-rate@K is marked uncalibrated until the calibration is fitted to human judgments.
-    calibrated = all(row.evaluation.metrics.get("pass_rate_calibrated") for row in default_rows)
+    calibrated = all(row.pass_rate_calibrated for row in default_rows)
     context.update({
         "pass_rate_calibrated": calibrated,
         "columns": columns,
