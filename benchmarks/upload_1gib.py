@@ -1,10 +1,10 @@
 """Measure a 1 GiB presigned multipart upload with one interrupted part, resumed.
 
 Starts a moto S3 server and one gunicorn worker on 127.0.0.1 over a fresh data
-folder with S3 storage, then uploads a sparse 1 GiB file in parts straight to
-the S3 server: the first half of the parts, one part cut off halfway through its
-body (the interruption), then `upload_large` resumes from the parts the server
-lists and completes. Reports the time of each phase and the web worker's
+folder with S3 storage. A sparse 1 GiB file goes in parts straight to the S3
+server: first half of the parts, then one part cut off halfway through its body
+(the interruption). `upload_large` then resumes from the parts the server lists
+and completes. Reports the time of each phase and the web worker's
 resident memory before and at its peak (VmHWM). The part bodies never reach the
 web process; completing the upload streams the object once through it for the
 SHA-256 check. The file and the data folder are deleted afterwards.
@@ -115,6 +115,7 @@ def run(root: Path, part_size: int) -> dict:
 
         # 2. A new run lists the stored parts, sends the rest and completes (SHA-256 check included).
         listed = len(client.status(upload["id"])["parts"])
+        peak_before_complete = memory_kib(worker, "VmHWM")
         resumed_at = time.perf_counter()
         result = upload_large(api, token, int(split_id), path, upload_id=upload["id"], method_name="bench")
         resumed = time.perf_counter() - resumed_at
@@ -129,6 +130,7 @@ def run(root: Path, part_size: int) -> dict:
         "parts": upload["part_count"], "part_size": upload["part_size"], "listed_after_interrupt": listed,
         "resent": result.uploaded_parts, "first_run": first_run, "resumed": resumed,
         "submission": result.submission["id"], "before": before, "peak": peak,
+        "peak_before_complete": peak_before_complete,
     }
 
 
@@ -151,7 +153,8 @@ def main() -> int:
     print(f"resumed run      {numbers['resumed']:.1f} s (rest of the parts, complete, SHA-256 check)")
     print(f"total            {total:.1f} s ({FILE_BYTES / 1e6 / total:.1f} MB/s, loopback)")
     print(f"submission       {numbers['submission']}")
-    print(f"web worker RSS   {numbers['before'] / 1024:.1f} MiB before, peak {numbers['peak'] / 1024:.1f} MiB")
+    print(f"web worker RSS   {numbers['before'] / 1024:.1f} MiB before, peak {numbers['peak'] / 1024:.1f} MiB "
+          f"(peak {numbers['peak_before_complete'] / 1024:.1f} MiB before the completion)")
     return 0
 
 

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from leaderboard import selectors, services
 from leaderboard.forms import SubmissionForm
 from leaderboard.models import EvaluationState, Split
+from leaderboard.storage import is_s3, private_storage
 from leaderboard.views.results import breakdown_tables, metric_rows
 from leaderboard.views.status import evaluation_status
 
@@ -70,7 +71,8 @@ def submit(request: HttpRequest) -> HttpResponse:
         form = SubmissionForm(splits=splits, initial={"split": request.GET.get("split")})
         status = 200
 
-    context = {"form": form, "quotas": _quotas(request.user, splits), "nav": "submit"}
+    context = {"form": form, "quotas": _quotas(request.user, splits), "nav": "submit",
+               "multipart_available": is_s3(private_storage())}
     return render(request, "leaderboard/submit.html", context, status=status)
 
 

@@ -95,7 +95,7 @@ def test_demo_no_serve_scores_baseline():
     call_command("demo", "--no-serve", "--samples", "6", "--size", "64", stdout=out)
 
     split = Benchmark.objects.get(slug="demo").splits.get(name="val")
-    baseline = Submission.objects.get(split=split, is_baseline=True)
+    baseline = Submission.objects.get(split=split, is_baseline=True, method_name="Prompt cut-out (baseline)")
     evaluation = baseline.evaluations.get()
     assert split.sample_count == 6
     assert evaluation.state == EvaluationState.FINISHED

@@ -22,3 +22,22 @@ def test_baseline_command_writes_zip(disc_split_path, tmp_path, capsys):
     assert main(["baseline", "--kind", "cutout", "--split", str(disc_split_path), "--out", str(out)]) == 0
     assert capsys.readouterr().out.strip() == f"wrote {out}"
     assert validate_submission(out, open_split(disc_split_path)).valid
+
+
+def test_train_data_or_synthetic_required():
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--out", "run"])
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--data", "split", "--synthetic", "4", "--out", "run"])
+
+
+def test_synthetic_split_generated_once(tmp_path):
+    from reference_model.cli import _synthetic_training_split
+
+    folder = _synthetic_training_split(3, 64, str(tmp_path))
+    assert folder == tmp_path / "data" / "train"
+    assert len(open_split(folder)) == 3
+    marker = folder / "manifest.jsonl"
+    written = marker.stat().st_mtime_ns
+    assert _synthetic_training_split(3, 64, str(tmp_path)) == folder
+    assert marker.stat().st_mtime_ns == written

@@ -102,7 +102,7 @@ def s3_client(s3_endpoint):
 def s3_storages(settings, s3_environment, s3_client):
     """Switch STORAGES to the moto buckets for one test; the `settings` fixture restores them.
 
-    Multipart uploads the test left open are aborted afterwards, so each test sees only its own.
+    Multipart uploads the test left open are aborted afterwards, so each test finds only its own.
     """
     from leaderboard.settings import storages_from_env
 
@@ -138,6 +138,10 @@ def s3_worker_process(django_db_setup, django_db_blocker, tmp_path_factory, s3_e
     with django_db_blocker.unblock():
         env = {**os.environ, **s3_environment, "DATABASE_URL": database_url(connection.settings_dict)}
     env.setdefault("REFLADE_WEIGHTS", str(weights_dir_for_tests(tmp_path_factory)))
+    # A cache of its own. A later worker that reused this worker's ground-truth-side
+    # cache (other chunk size) scored metrics that differ in the last digits from a
+    # fresh computation, and the leaderboard end-to-end test compares them exactly.
+    env["REFLADE_CACHE"] = str(tmp_path_factory.mktemp("s3-worker-cache"))
     worker = start_worker(tmp_path_factory.mktemp("s3-worker") / "worker.log", env)
     yield worker
     worker.stop()

@@ -68,7 +68,8 @@ def test_url_expiry_read_per_request(settings, s3_split):
     location = Client().get("/benchmarks/demo/val/inputs.tar")["Location"]
 
     # NOTE: moto 5.2 does not enforce X-Amz-Expires, so the test checks the signed
-    # expiry; S3 and MinIO answer 403 once it has passed.
+    # expiry. Amazon S3 rejects
+    # a presigned URL with 403 once it has expired.
     assert query(location)["X-Amz-Expires"] == "2"
 
 
@@ -142,3 +143,22 @@ def demo_split_local(demo_benchmark, synthetic_split_dir):
     from leaderboard.services import split_import
 
     return split_import(benchmark=demo_benchmark, name="val", path=synthetic_split_dir, visibility="public")
+
+
+def test_submit_page_names_upload_client(s3_split, user):
+    client = Client()
+    client.force_login(user)
+
+    html = client.get("/submit/").content.decode()
+
+    assert 'id="multipart-hint"' in html
+    assert "python -m leaderboard.upload_client --api http://testserver/api/v1" in html
+
+
+def test_submit_page_without_s3_has_no_hint(demo_split_local, user):
+    client = Client()
+    client.force_login(user)
+
+    html = client.get("/submit/").content.decode()
+
+    assert 'id="multipart-hint"' not in html

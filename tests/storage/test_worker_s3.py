@@ -1,6 +1,6 @@
-"""End to end on S3: a zip uploaded through a presigned multipart upload is scored by
-a real Celery worker process that reads the submission and the ground truth from
-the moto buckets and writes the per-sample results back to them."""
+"""End to end on S3: a real Celery worker process scores a zip uploaded through a
+presigned multipart upload. The worker reads the submission and the ground truth
+from the moto buckets and writes the per-sample results back to them."""
 
 from __future__ import annotations
 
