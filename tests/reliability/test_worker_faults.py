@@ -34,7 +34,8 @@ from tests.leaderboard.conftest import (
 
 S = EvaluationState
 CHUNK_SIZE = 3  # 8 samples in 3 chunks
-TIMEOUT = 120
+# Generous: a worker start imports torch, which takes a minute on two busy cores.
+TIMEOUT = 240
 
 
 class Worker:
