@@ -29,6 +29,7 @@ from evaluator.config import load_config
 from evaluator.split import Split as SplitPackage
 from evaluator.submission import SubmissionArchive, SubmissionError
 from leaderboard import services
+from leaderboard.log_context import bind_ids, bound_ids
 from leaderboard.models import ChunkResult, Evaluation, FailureKind, Split, Submission
 from leaderboard.storage import (
     cache_dir,
@@ -80,6 +81,10 @@ def evaluation_task(**options):
         )
         @functools.wraps(function)
         def task(self, evaluation_id: int, *args):
+            with bound_ids(evaluation_id=evaluation_id):
+                return run(self, evaluation_id, *args)
+
+        def run(self, evaluation_id: int, *args):
             try:
                 return function(evaluation_id, *args)
             except Retry:
@@ -152,6 +157,7 @@ def validate_submission_task(evaluation_id: int) -> None:
         logger.info("validation of evaluation %s skipped: no longer uploaded", evaluation_id)
         return
     submission = evaluation.submission
+    bind_ids(submission_id=submission.pk)
     config = benchmark_config(evaluation)
 
     with open_split_package(submission.split) as split:
@@ -264,6 +270,7 @@ def score_chunk_task(evaluation_id: int, chunk: int) -> None:
         return
     config = benchmark_config(evaluation)
     submission = evaluation.submission
+    bind_ids(submission_id=submission.pk)
 
     with open_split_package(submission.split) as split:
         start = chunk * config.chunk_size
