@@ -11,7 +11,9 @@ The split is synthetic (64 px), the config `test-tiny` with the given chunk size
 the weights the stand-ins of `weights make-test`, the submission the cut-out
 baseline. One `default` worker serves every run; each run starts its own `gpu`
 workers (`--pool solo`, one torch thread, no loader processes) and clears the
-worker cache first, so every run computes the ground-truth features again.
+worker cache first, so every run computes the ground-truth features again. The
+worker counts run in turn `--repeat` times (1, 2, 1, 2 by default), because the
+very first run also pays the `default` worker's first imports.
 Reported per run: seconds from submission to `finished`, each chunk's seconds and
 worker, and the CPU seconds of the worker processes.
 """
@@ -97,7 +99,7 @@ class Worker:
         return cpu_seconds(self.process.pid)
 
     def chunk_seconds(self) -> dict[str, float]:
-        """Seconds of each chunk task this worker finished, by task id."""
+        """Seconds of each chunk task this worker finished, by task id, in the order finished."""
         return {task: float(seconds) for task, seconds in CHUNK_DONE.findall(self.log())}
 
     def stop(self) -> None:
@@ -168,8 +170,8 @@ class Bench:
         shutil.rmtree(self.env["REFLADE_CACHE"], ignore_errors=True)
 
 
-def wait_finished(submission) -> tuple[object, float, list[str]]:
-    """Poll until the evaluation ends; return it, the seconds and the load averages seen."""
+def wait_finished(submission) -> tuple[object, list[str]]:
+    """Poll until the evaluation ends; return it and the load averages seen every 5 s."""
     from leaderboard.models import Evaluation
 
     started = time.monotonic()
@@ -177,7 +179,7 @@ def wait_finished(submission) -> tuple[object, float, list[str]]:
     while time.monotonic() - started < FINISH_TIMEOUT:
         evaluation = Evaluation.objects.filter(submission=submission).order_by("-pk").first()
         if evaluation.is_terminal:
-            return evaluation, time.monotonic() - started, loads
+            return evaluation, loads
         if time.monotonic() - last_load >= 5:
             loads.append(load_average())
             last_load = time.monotonic()
@@ -185,7 +187,7 @@ def wait_finished(submission) -> tuple[object, float, list[str]]:
     raise TimeoutError(f"evaluation of {submission.method_name} did not end within {FINISH_TIMEOUT} s")
 
 
-def measure(bench: Bench, gpu_workers: int) -> dict:
+def measure(bench: Bench, gpu_workers: int, chunk_size: int) -> dict:
     """Score the submission with `gpu_workers` fresh `gpu` workers; return the figures."""
     bench.clear_cache()
     workers = [Worker(f"gpu{gpu_workers}-{index}", "gpu", bench.env, bench.folder) for index in range(gpu_workers)]
@@ -195,23 +197,26 @@ def measure(bench: Bench, gpu_workers: int) -> dict:
         load_before = load_average()
         started = time.monotonic()
         submission = bench.submit(f"cutout-{gpu_workers}-workers")
-        evaluation, seconds, loads = wait_finished(submission)
+        evaluation, loads = wait_finished(submission)
         seconds = time.monotonic() - started
         if evaluation.state != "finished":
             raise RuntimeError(f"evaluation ended {evaluation.state}: {evaluation.staff_detail[:2000]}")
         cpu = {worker.name: round(worker.cpu_seconds() - cpu_before[worker.name], 2) for worker in workers}
         cpu["default"] = round(bench.default_worker.cpu_seconds() - cpu_before["default"], 2)
-        chunks = {worker.name: sorted(worker.chunk_seconds().values()) for worker in workers}
+        chunks = {worker.name: list(worker.chunk_seconds().values()) for worker in workers}
     finally:
         for worker in workers:
             worker.stop()
     chunk_list = [seconds for values in chunks.values() for seconds in values]
+    # A worker's first chunk also loads the metric networks; the later ones do not.
+    later = [seconds for values in chunks.values() for seconds in values[1:]]
     return {
         "gpu_workers": gpu_workers,
         "seconds_to_finished": round(seconds, 2),
         "chunks_total": evaluation.chunks_total,
         "chunk_seconds_by_worker": {name: [round(value, 2) for value in values] for name, values in chunks.items()},
         "chunk_seconds_sum": round(sum(chunk_list), 2),
+        "seconds_per_sample_after_first_chunk": round(sum(later) / (len(later) * chunk_size), 5) if later else None,
         "cpu_seconds_by_process": cpu,
         "cpu_seconds_total": round(sum(cpu.values()), 2),
         "load_before": load_before,
@@ -228,7 +233,7 @@ def run(args) -> dict:
     try:
         bench = Bench(folder, args.samples, args.chunk_size)
         bench.default_worker = Worker("default", "default", bench.env, folder)
-        runs = [measure(bench, count) for count in args.workers]
+        runs = [measure(bench, count, args.chunk_size) for _ in range(args.repeat) for count in args.workers]
         from django.db import connection
 
         connection.close()
@@ -240,13 +245,15 @@ def run(args) -> dict:
         shutil.rmtree(folder, ignore_errors=True)
     same = all(run["metrics"] == runs[0]["metrics"] for run in runs)
     result = {"samples": args.samples, "chunk_size": args.chunk_size, "runs": runs, "same_metrics": same}
-    by_count = {run["gpu_workers"]: run for run in runs}
-    if 1 in by_count:
-        one = by_count[1]
-        result["seconds_per_sample_one_worker"] = round(one["chunk_seconds_sum"] / args.samples, 5)
-        for count, other in by_count.items():
-            if count != 1:
-                result[f"speedup_{count}_workers"] = round(one["seconds_to_finished"] / other["seconds_to_finished"], 3)
+    # Speedups pair the runs of each repetition: t(1 worker) / t(n workers).
+    for index in range(args.repeat):
+        pair = {run["gpu_workers"]: run for run in runs[index * len(args.workers):(index + 1) * len(args.workers)]}
+        if 1 in pair:
+            one = pair[1]
+            for count, other in pair.items():
+                if count != 1:
+                    speedup = round(one["seconds_to_finished"] / other["seconds_to_finished"], 3)
+                    result.setdefault(f"speedup_{count}_workers", []).append(speedup)
     for run_ in runs:
         run_.pop("metrics")
     return result
@@ -257,6 +264,8 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=2000)
     parser.add_argument("--chunk-size", type=int, default=250)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="gpu worker counts, one run each")
+    parser.add_argument("--repeat", type=int, default=2,
+                        help="times to run the worker counts in turn; the first run also warms the default worker")
     parser.add_argument("--out", type=Path, help="also write the result as JSON here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")

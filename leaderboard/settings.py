@@ -8,12 +8,16 @@ serverless Celery broker under `REFLADE_DATA_DIR`. Production sets `DATABASE_URL
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import fields
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
+
+from evaluator.archive import ArchiveLimits
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -249,6 +253,15 @@ REFLADE_S3_URL_EXPIRY = env_int("REFLADE_S3_URL_EXPIRY", 300)
 # from REFLADE_S3_ENDPOINT_URL (a MinIO that the web process reaches as http://minio:9000).
 REFLADE_S3_PUBLIC_ENDPOINT_URL = os.environ.get("REFLADE_S3_PUBLIC_ENDPOINT_URL") or None
 # Part size of presigned multipart uploads when the client asks for none, in bytes.
+# Limits on submission zips, by evaluator.archive.ArchiveLimits field name, as JSON,
+# e.g. {"max_member_bytes": 33554432}; unset keeps the evaluator's defaults.
+REFLADE_ARCHIVE_LIMITS = json.loads(os.environ.get("REFLADE_ARCHIVE_LIMITS") or "{}")
+_unknown_limits = sorted(set(REFLADE_ARCHIVE_LIMITS) - {f.name for f in fields(ArchiveLimits)})
+if _unknown_limits:
+    raise ImproperlyConfigured(
+        f"REFLADE_ARCHIVE_LIMITS names unknown limits {', '.join(_unknown_limits)}; "
+        f"known: {', '.join(f.name for f in fields(ArchiveLimits))}"
+    )
 REFLADE_UPLOAD_PART_SIZE = env_int("REFLADE_UPLOAD_PART_SIZE", 64 << 20)
 # Hours an open multipart upload may stay unfinished before the beat task aborts it.
 REFLADE_UPLOAD_EXPIRY_HOURS = env_int("REFLADE_UPLOAD_EXPIRY_HOURS", 24)

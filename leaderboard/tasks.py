@@ -16,6 +16,7 @@ import math
 import tempfile
 import time
 import traceback
+from dataclasses import replace
 from pathlib import Path
 
 from celery import chord, shared_task
@@ -25,6 +26,7 @@ from django.db import InterfaceError, OperationalError
 from kombu.exceptions import OperationalError as BrokerError
 
 import evaluator
+from evaluator.archive import DEFAULT_LIMITS, ArchiveLimits
 from evaluator.config import load_config
 from evaluator.split import Split as SplitPackage
 from evaluator.submission import SubmissionArchive, SubmissionError
@@ -110,6 +112,12 @@ def evaluation_task(**options):
     return decorate
 
 
+def archive_limits() -> ArchiveLimits:
+    """The archive limits from REFLADE_ARCHIVE_LIMITS (field name to value), else the defaults."""
+    overrides = getattr(settings, "REFLADE_ARCHIVE_LIMITS", None) or {}
+    return replace(DEFAULT_LIMITS, **overrides)
+
+
 def fail_infrastructure(evaluation_id: int, reason: str, error: BaseException) -> None:
     detail = f"{reason}\n" + "".join(traceback.format_exception(error))
     try:
@@ -162,7 +170,9 @@ def validate_submission_task(evaluation_id: int) -> None:
 
     with open_split_package(submission.split) as split:
         try:
-            archive = SubmissionArchive(submission_path(submission), split, config.max_candidates)
+            archive = SubmissionArchive(
+                submission_path(submission), split, config.max_candidates, archive_limits()
+            )
         except SubmissionError as error:
             problems = [problem.to_dict() for problem in error.report.problems]
             count = len(problems)
@@ -276,7 +286,12 @@ def score_chunk_task(evaluation_id: int, chunk: int) -> None:
         start = chunk * config.chunk_size
         stop = min(start + config.chunk_size, len(split))
         try:
-            with SubmissionArchive(submission_path(submission), split, config.max_candidates) as archive:
+            # Validation already decoded every image; a chunk checks names and counts
+            # only, and read_candidate still checks each image it reads.
+            with SubmissionArchive(
+                submission_path(submission), split, config.max_candidates, archive_limits(),
+                check_images=False,
+            ) as archive:
                 result = score_chunk(
                     split, archive, start, stop, config,
                     cache_dir=cache_dir() / "evaluator",
