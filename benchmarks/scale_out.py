@@ -9,12 +9,15 @@ before and after. Data, weights and cache live in a temporary folder.
 
 The split is synthetic (64 px), the config `test-tiny` with the given chunk size,
 the weights the stand-ins of `weights make-test`, the submission the cut-out
-baseline. One `default` worker serves every run; each run starts its own `gpu`
-workers (`--pool solo`, one torch thread, no loader processes) and clears the
-worker cache first, so every run computes the ground-truth features again. The
-worker counts run in turn `--repeat` times (1, 2, 1, 2 by default), because the
-very first run also pays the `default` worker's first imports.
-Reported per run: seconds from submission to `finished`, each chunk's seconds and
+baseline. One `default` worker serves every run; each worker count starts its own
+`gpu` workers (`--pool solo`, one torch thread, no loader processes). The worker
+cache is cleared before every submission, so each one computes the ground-truth
+features again. Each worker count scores the zip twice on the same workers, first
+fresh and then warm. In a fresh worker the first chunk also imports the scoring code
+and loads the networks, and the very first submission also pays the `default`
+worker's imports. The warm run is how long-lived production workers score.
+
+Reported per submission: seconds from submission to `finished`, each chunk's seconds and
 worker, and the CPU seconds of the worker processes.
 """
 
@@ -41,8 +44,8 @@ BROKER_DB, RESULT_DB = 13, 14
 FINISH_TIMEOUT = 3600
 READY_TIMEOUT = 120
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+TASK_DONE = re.compile(r"Task leaderboard\.tasks\.(\w+)\[[0-9a-f-]+\] succeeded in ([0-9.]+)s")
 CHUNK_DONE = re.compile(r"Task leaderboard\.tasks\.score_chunk_task\[([0-9a-f-]+)\] succeeded in ([0-9.]+)s")
-CHUNK_RECEIVED = re.compile(r"Task leaderboard\.tasks\.score_chunk_task\[([0-9a-f-]+)\] received")
 
 logger = logging.getLogger("scale_out")
 
@@ -89,7 +92,7 @@ class Worker:
         while " ready." not in self.log():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"worker {name} did not start:\n{self.log()[-3000:]}")
+                raise RuntimeError(f"worker {name} failed to start; its log ends:\n{self.log()[-3000:]}")
             time.sleep(0.2)
 
     def log(self) -> str:
@@ -97,10 +100,6 @@ class Worker:
 
     def cpu_seconds(self) -> float:
         return cpu_seconds(self.process.pid)
-
-    def chunk_seconds(self) -> dict[str, float]:
-        """Seconds of each chunk task this worker finished, by task id, in the order finished."""
-        return {task: float(seconds) for task, seconds in CHUNK_DONE.findall(self.log())}
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -184,45 +183,62 @@ def wait_finished(submission) -> tuple[object, list[str]]:
             loads.append(load_average())
             last_load = time.monotonic()
         time.sleep(0.1)
-    raise TimeoutError(f"evaluation of {submission.method_name} did not end within {FINISH_TIMEOUT} s")
+    raise TimeoutError(f"evaluation of {submission.method_name} timed out after {FINISH_TIMEOUT} s")
 
 
-def measure(bench: Bench, gpu_workers: int, chunk_size: int) -> dict:
-    """Score the submission with `gpu_workers` fresh `gpu` workers; return the figures."""
+def score_once(bench: Bench, workers: list[Worker], label: str, chunk_size: int) -> dict:
+    """Clear the cache, submit the zip, wait for `finished`; return the figures of this submission."""
     bench.clear_cache()
-    workers = [Worker(f"gpu{gpu_workers}-{index}", "gpu", bench.env, bench.folder) for index in range(gpu_workers)]
-    try:
-        cpu_before = {worker.name: worker.cpu_seconds() for worker in workers}
-        cpu_before["default"] = bench.default_worker.cpu_seconds()
-        load_before = load_average()
-        started = time.monotonic()
-        submission = bench.submit(f"cutout-{gpu_workers}-workers")
-        evaluation, loads = wait_finished(submission)
-        seconds = time.monotonic() - started
-        if evaluation.state != "finished":
-            raise RuntimeError(f"evaluation ended {evaluation.state}: {evaluation.staff_detail[:2000]}")
-        cpu = {worker.name: round(worker.cpu_seconds() - cpu_before[worker.name], 2) for worker in workers}
-        cpu["default"] = round(bench.default_worker.cpu_seconds() - cpu_before["default"], 2)
-        chunks = {worker.name: list(worker.chunk_seconds().values()) for worker in workers}
-    finally:
-        for worker in workers:
-            worker.stop()
-    chunk_list = [seconds for values in chunks.values() for seconds in values]
-    # A worker's first chunk also loads the metric networks; the later ones do not.
-    later = [seconds for values in chunks.values() for seconds in values[1:]]
+    every = [*workers, bench.default_worker]
+    cpu_before = {worker.name: worker.cpu_seconds() for worker in every}
+    log_before = {worker.name: len(worker.log()) for worker in every}
+    load_before = load_average()
+
+    started = time.monotonic()
+    submission = bench.submit(label)
+    evaluation, loads = wait_finished(submission)
+    seconds = time.monotonic() - started
+    if evaluation.state != "finished":
+        raise RuntimeError(f"evaluation of {label} ended {evaluation.state}, expected finished; "
+                           f"see the worker logs. Staff detail: {evaluation.staff_detail[:2000]}")
+
+    cpu = {worker.name: round(worker.cpu_seconds() - cpu_before[worker.name], 2) for worker in every}
+    chunks = {worker.name: [float(value) for _, value in CHUNK_DONE.findall(worker.log()[log_before[worker.name]:])]
+              for worker in workers}
+    default_tasks = dict(TASK_DONE.findall(bench.default_worker.log()[log_before["default"]:]))
+    done = [value for values in chunks.values() for value in values]
+    # Before its first chunk a fresh worker imports the scoring code and loads the networks.
+    later = [value for values in chunks.values() for value in values[1:]]
     return {
-        "gpu_workers": gpu_workers,
         "seconds_to_finished": round(seconds, 2),
         "chunks_total": evaluation.chunks_total,
         "chunk_seconds_by_worker": {name: [round(value, 2) for value in values] for name, values in chunks.items()},
-        "chunk_seconds_sum": round(sum(chunk_list), 2),
+        "chunk_seconds_sum": round(sum(done), 2),
+        "seconds_per_sample_in_chunks": round(sum(done) / (len(done) * chunk_size), 5),
         "seconds_per_sample_after_first_chunk": round(sum(later) / (len(later) * chunk_size), 5) if later else None,
+        "validation_seconds": round(float(default_tasks.get("validate_submission_task", "nan")), 2),
+        "aggregation_seconds": round(float(default_tasks.get("aggregate_evaluation_task", "nan")), 2),
         "cpu_seconds_by_process": cpu,
         "cpu_seconds_total": round(sum(cpu.values()), 2),
         "load_before": load_before,
         "load_during": loads,
         "metrics": {key: value for key, value in evaluation.metrics.items() if key not in ("provenance", "warnings")},
     }
+
+
+def measure(bench: Bench, gpu_workers: int, chunk_size: int) -> dict:
+    """Score the zip twice with `gpu_workers` new `gpu` workers: first fresh, then warm."""
+    workers: list[Worker] = []
+    try:
+        # Appended one by one, so that a worker that fails to start leaves the earlier ones stoppable.
+        for index in range(gpu_workers):
+            workers.append(Worker(f"gpu{gpu_workers}-{index}", "gpu", bench.env, bench.folder))
+        cold = score_once(bench, workers, f"cutout-{gpu_workers}-cold", chunk_size)
+        warm = score_once(bench, workers, f"cutout-{gpu_workers}-warm", chunk_size)
+    finally:
+        for worker in workers:
+            worker.stop()
+    return {"gpu_workers": gpu_workers, "cold_workers": cold, "warm_workers": warm}
 
 
 def run(args) -> dict:
@@ -233,7 +249,7 @@ def run(args) -> dict:
     try:
         bench = Bench(folder, args.samples, args.chunk_size)
         bench.default_worker = Worker("default", "default", bench.env, folder)
-        runs = [measure(bench, count, args.chunk_size) for _ in range(args.repeat) for count in args.workers]
+        runs = [measure(bench, count, args.chunk_size) for count in args.workers]
         from django.db import connection
 
         connection.close()
@@ -243,19 +259,19 @@ def run(args) -> dict:
         redis_flush()
         drop_database()
         shutil.rmtree(folder, ignore_errors=True)
-    same = all(run["metrics"] == runs[0]["metrics"] for run in runs)
+    scored = [run_[kind] for run_ in runs for kind in ("cold_workers", "warm_workers")]
+    same = all(submission["metrics"] == scored[0]["metrics"] for submission in scored)
+    for submission in scored:
+        submission.pop("metrics")
     result = {"samples": args.samples, "chunk_size": args.chunk_size, "runs": runs, "same_metrics": same}
-    # Speedups pair the runs of each repetition: t(1 worker) / t(n workers).
-    for index in range(args.repeat):
-        pair = {run["gpu_workers"]: run for run in runs[index * len(args.workers):(index + 1) * len(args.workers)]}
-        if 1 in pair:
-            one = pair[1]
-            for count, other in pair.items():
-                if count != 1:
-                    speedup = round(one["seconds_to_finished"] / other["seconds_to_finished"], 3)
-                    result.setdefault(f"speedup_{count}_workers", []).append(speedup)
-    for run_ in runs:
-        run_.pop("metrics")
+    by_count = {run_["gpu_workers"]: run_ for run_ in runs}
+    if 1 in by_count:
+        for count, other in by_count.items():
+            if count == 1:
+                continue
+            for kind in ("cold_workers", "warm_workers"):
+                speedup = by_count[1][kind]["seconds_to_finished"] / other[kind]["seconds_to_finished"]
+                result[f"speedup_{count}_workers_{kind}"] = round(speedup, 3)
     return result
 
 
@@ -264,8 +280,6 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=2000)
     parser.add_argument("--chunk-size", type=int, default=250)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="gpu worker counts, one run each")
-    parser.add_argument("--repeat", type=int, default=2,
-                        help="times to run the worker counts in turn; the first run also warms the default worker")
     parser.add_argument("--out", type=Path, help="also write the result as JSON here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")

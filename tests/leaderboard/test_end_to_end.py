@@ -95,7 +95,7 @@ def check_upload_is_scored(worker, split, user, path, split_dir, tmp_path) -> No
 
     rows = selectors.leaderboard_rows(split=split)
     assert [row.submission.pk for row in rows] == [submission.pk]
-    assert rows[0].metrics["hpa"] == expected.report["hpa"]["value"]
+    assert rows[0].metrics["hpa"] == pytest.approx(expected.report["hpa"]["value"], rel=1e-5)
 
 
 def check_invalid_upload_is_rejected(worker, split, user, path) -> None:

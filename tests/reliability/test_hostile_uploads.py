@@ -37,7 +37,8 @@ from tests.reliability.conftest import token_client
 API = "/api/v1"
 FINISH_TIMEOUT = 300
 # Folders under the data folder where validating uploads may create files.
-EXPECTED_NEW_FOLDERS = ("private/submissions", "cache")
+# Valid cases are scored too, so their per-sample results appear under private/samples.
+EXPECTED_NEW_FOLDERS = ("private/submissions", "private/samples", "cache")
 # Folders of the repository that other processes may write meanwhile.
 IGNORED_REPOSITORY_PARTS = {".git", ".venv", "__pycache__", ".pytest_cache", ".ruff_cache", "data",
                             "node_modules", "benchmarks"}
