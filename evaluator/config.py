@@ -80,7 +80,7 @@ class Calibration:
     `hpa_bounds[layer_kind][metric]` for metric in fid, lpips_vis, dir.
     `pass_bounds[layer_kind][metric]` and `pass_weights[metric]` for metric in
     lpips_vis, dir, lpips_comp; a candidate passes when the weighted sum of the
-    normalised metrics reaches `threshold`. `human` says whether the pass-rate part
+    normalised metrics reaches `threshold`. `human` tells whether the pass-rate part
     was fitted to human judgments; until then Pass-rate@K is shown as uncalibrated.
     """
 

@@ -59,7 +59,7 @@ class SplitError(ValueError):
 
 @dataclass(frozen=True)
 class Prompt:
-    """What the user points at: any combination of points, a box, a mask and text.
+    """The user's reference to a layer: any combination of points, a box, a mask and text.
 
     `points` and `box` are in pixels of the input image; `mask` is the path of an
     8-bit mask inside the split (`prompts/<sample_id>.png`).
@@ -117,7 +117,7 @@ class Sample:
         return self.prompt.prompt_type
 
     def to_json(self, public: bool = False) -> dict:
-        """The manifest object; `public=True` drops the ground-truth-only fields."""
+        """Return the manifest object; `public=True` drops the ground-truth-only fields."""
         obj: dict = {
             "sample_id": self.sample_id,
             "image_id": self.image_id,
