@@ -48,7 +48,14 @@ def post_named(api, split, filename: str, content: bytes):
 
 
 def files_under(folder: Path) -> set[Path]:
-    return {Path(root, name) for root, _, names in os.walk(folder) for name in names}
+    """Files under `folder`, leaving out the SQLite journals that come and go with
+    any write to the embedded database, broker and result store."""
+    return {
+        Path(root, name)
+        for root, _, names in os.walk(folder)
+        for name in names
+        if not name.endswith(("-journal", "-wal", "-shm"))
+    }
 
 
 @pytest.mark.django_db(transaction=True)
