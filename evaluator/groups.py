@@ -32,14 +32,14 @@ def occlusion_bucket(rate: float | None) -> str:
 
 
 def category_label(category: str | None) -> str:
-    """The category as a group value: `none` when the sample has no category."""
+    """Return the category as a group value: `none` when the sample has no category."""
     return category if isinstance(category, str) and category else "none"
 
 
 def groups_for(
     layer_kind: str, prompt_type: str, occlusion_rate: float | None, category: str | None
 ) -> list[Group]:
-    """Every group that a sample with these manifest values belongs to."""
+    """List every group that a sample with these manifest values belongs to."""
     return [
         ("all", layer_kind, "all"),
         ("prompt_type", layer_kind, prompt_type),
@@ -49,11 +49,11 @@ def groups_for(
 
 
 def sample_groups(sample: Sample) -> list[Group]:
-    """Every group the sample belongs to."""
+    """List every group the sample belongs to."""
     return groups_for(sample.layer_kind, sample.prompt_type, sample.occlusion_rate, sample.category)
 
 
 def group_name(group: Group) -> str:
-    """A stable string key such as `foreground/prompt_type/text+box`, for JSON."""
+    """Return a stable string key such as `foreground/prompt_type/text+box`, for JSON."""
     dimension, kind, value = group
     return f"{kind}/{dimension}/{value}"

@@ -40,7 +40,7 @@ class Problem:
 
 @dataclass
 class Report:
-    """The outcome of a validation: valid when it holds no problem."""
+    """The outcome of a validation: valid when it contains no problem."""
 
     problems: list[Problem] = field(default_factory=list)
     summary: dict[str, object] = field(default_factory=dict)

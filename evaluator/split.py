@@ -578,7 +578,7 @@ class Split:
             return np.asarray(image.convert(mode))
 
     def read_bytes(self, name: str) -> bytes:
-        """The raw bytes of a file of the package, by its path inside the split."""
+        """Return the raw bytes of a file of the package, by its path inside the split."""
         return self._source.read(name)
 
     def image_path(self, sample: Sample) -> str:
@@ -588,11 +588,11 @@ class Split:
         return name
 
     def read_image(self, sample: Sample) -> np.ndarray:
-        """The input image, uint8 (H, W, 3)."""
+        """Decode the input image, uint8 (H, W, 3)."""
         return self._decode(self.image_path(sample), "RGB")
 
     def read_mask_prompt(self, sample: Sample) -> np.ndarray | None:
-        """The mask prompt as bool (H, W), or None when the prompt has no mask."""
+        """Decode the mask prompt as bool (H, W), or return None when the prompt has no mask."""
         if sample.prompt.mask is None:
             return None
         return self._decode(sample.prompt.mask, "L") >= 128
@@ -606,12 +606,12 @@ class Split:
             )])
 
     def read_gt_layer(self, sample: Sample) -> np.ndarray:
-        """The ground-truth complete layer, uint8 (H, W, 4), straight alpha."""
+        """Decode the ground-truth complete layer, uint8 (H, W, 4), straight alpha."""
         self._require_ground_truth()
         return self._decode(f"gt/layers/{sample.sample_id}.png", "RGBA")
 
     def read_gt_visible(self, sample: Sample) -> np.ndarray:
-        """The ground-truth visible mask as bool (H, W)."""
+        """Decode the ground-truth visible mask as bool (H, W)."""
         self._require_ground_truth()
         return self._decode(f"gt/visible/{sample.sample_id}.png", "L") >= 128
 
