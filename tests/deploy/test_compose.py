@@ -291,7 +291,10 @@ def test_beat_schedules_reaper(deployment, compose, tmp_path):
     broker.delete("default")
     beat = ServiceProcess("beat-second", command, env, tmp_path)
     try:
-        wait_until(lambda: f"Sending due task reap-stale-evaluations ({REAPER})" in beat.log(),
+        # Beat logs "Sending due task" before the message reaches Redis, so stopping it
+        # at the log line alone can lose the message; wait for the queue too.
+        wait_until(lambda: f"Sending due task reap-stale-evaluations ({REAPER})" in beat.log()
+                   and broker.llen("default") > 0,
                    START_TIMEOUT, "beat sending the reaper", beat)
     finally:
         beat.stop()
