@@ -25,6 +25,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -325,17 +326,49 @@ def check_finished(evaluation, baseline: dict) -> dict:
     }
 
 
+def chunk_started(worker: Process, submission, log_offset: int) -> int:
+    """Wait until the worker logs that it started scoring a chunk of the submission; return its index."""
+    pattern = re.compile(rf"\[evaluation={evaluation_of(submission).pk} submission=\d+\]: scoring samples (\d+)\.\.")
+
+    def started():
+        match = pattern.search(worker.log()[log_offset:])
+        return match and (int(match[1]) // CHUNK_SIZE,)
+
+    return wait_until(started, FINISH_TIMEOUT, f"a chunk of {submission.method_name} started", interval=0.02)[0]
+
+
+def chunk_stored(submission, chunk: int) -> bool:
+    from leaderboard.models import ChunkResult
+
+    return ChunkResult.objects.filter(evaluation=evaluation_of(submission), chunk=chunk).exists()
+
+
+def process_dead(pid: int) -> bool:
+    """True once the process has exited: gone, or a zombie its parent has not reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
 def drill_worker_child_sigkill(stack: Stack, baseline: dict) -> dict:
+    # The kill waits for the chunk to start in the pool process: a process killed
+    # before it took the task from its parent leaves the message with the parent,
+    # and only the reaper or a worker restart brings it back.
     worker = stack.worker("child-kill")
+    log_offset = len(worker.log())
     submission = stack.submit("child-kill")
-    evaluation = wait_state(submission, {"scoring"})
-    child = worker.children()[0]
+    chunk = chunk_started(worker, submission, log_offset)
+    (child,) = worker.children()
     os.kill(child, signal.SIGKILL)
     started = time.monotonic()
+    wait_until(lambda: process_dead(child), 10, "the pool process exit")
+    killed_mid_chunk = not chunk_stored(submission, chunk)
     killed_with = evaluation_of(submission).chunks_done
     evaluation = wait_state(submission, {"finished", "failed", "cancelled"})
     result = check_finished(evaluation, baseline)
-    result.update(chunks_stored_at_kill=killed_with, recovery_s=round(time.monotonic() - started, 1),
+    result.update(chunks_stored_at_kill=killed_with, killed_mid_chunk=killed_mid_chunk,
+                  recovery_s=round(time.monotonic() - started, 1),
                   worker_alive=worker.process.poll() is None,
                   worker_lost_logged="WorkerLostError" in worker.log())
     worker.stop()
@@ -344,15 +377,17 @@ def drill_worker_child_sigkill(stack: Stack, baseline: dict) -> dict:
 
 def drill_worker_sigkill_reaper(stack: Stack, baseline: dict) -> dict:
     worker = stack.worker("whole-kill")
+    log_offset = len(worker.log())
     submission = stack.submit("whole-kill")
-    wait_state(submission, {"scoring"})
+    chunk = chunk_started(worker, submission, log_offset)
     worker.kill_group()
     started = time.monotonic()
+    killed_mid_chunk = not chunk_stored(submission, chunk)
     killed_with = evaluation_of(submission).chunks_done
     second = stack.worker("second")
     evaluation, requeued = finish_with_reaper(submission)
     result = check_finished(evaluation, baseline)
-    result.update(chunks_stored_at_kill=killed_with, reaper_requeues=requeued,
+    result.update(chunks_stored_at_kill=killed_with, killed_mid_chunk=killed_mid_chunk, reaper_requeues=requeued,
                   recovery_s=round(time.monotonic() - started, 1))
     second.stop()
     return result
@@ -470,6 +505,8 @@ def run_once(folder: Path, only: list[str]) -> dict:
 
 def drill_passed(name: str, result: dict) -> bool:
     if "error" in result or not result.get("same_metrics") or result.get("chunk_rows_left"):
+        return False
+    if name.startswith("worker_") and not result.get("killed_mid_chunk"):
         return False
     if name == "postgres_restart":
         return 503 in result["statuses_while_down"]["page"] and result["page_message_shown"]

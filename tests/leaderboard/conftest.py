@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -21,11 +20,16 @@ from django.core.files import File
 from evaluator.split import Split as SplitPackage
 from evaluator.submission import write_submission
 from evaluator.synthetic import make_synthetic_split
+from tests.leaderboard.workers import (  # noqa: F401  (used by other test packages)
+    REPOSITORY,
+    WORKER_READY_TIMEOUT,
+    WorkerProcess,
+    purge_queues,
+    start_worker,
+)
 
-REPOSITORY = Path(__file__).resolve().parents[2]
 SPLIT_SAMPLES = 8
 SPLIT_SIZE = 64
-WORKER_READY_TIMEOUT = 90
 
 
 def config_name_for_tests() -> str:
@@ -114,57 +118,6 @@ def database_url(settings_dict: dict) -> str:
     host = settings_dict.get("HOST") or "127.0.0.1"
     port = f":{settings_dict['PORT']}" if settings_dict.get("PORT") else ""
     return f"postgres://{user}{password}@{host}{port}/{settings_dict['NAME']}"
-
-
-class WorkerProcess:
-    """A `celery worker` subprocess; `log()` returns what it has written so far."""
-
-    def __init__(self, process: subprocess.Popen, log_path: Path, weights_dir: Path):
-        self.process = process
-        self.log_path = log_path
-        self.weights_dir = weights_dir
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def purge_queues(env: dict[str, str]) -> None:
-    """Drop messages that earlier tests or sessions left on the broker's queues."""
-    subprocess.run(
-        [sys.executable, "-m", "celery", "-A", "leaderboard", "purge", "-f", "-Q", "default,gpu"],
-        cwd=REPOSITORY, env=env, check=True, capture_output=True,
-    )
-
-
-def start_worker(log_path: Path, env: dict[str, str]) -> WorkerProcess:
-    purge_queues(env)
-    command = [
-        sys.executable, "-m", "celery", "-A", "leaderboard", "worker",
-        "-Q", "default,gpu", "--pool", "solo", "--loglevel", "INFO",
-        "--without-gossip", "--without-mingle", "--without-heartbeat",
-        "--hostname", f"test-worker-{os.getpid()}@%h",
-    ]
-    handle = open(log_path, "wb")
-    process = subprocess.Popen(command, cwd=REPOSITORY, env=env, stdout=handle, stderr=subprocess.STDOUT)
-    worker = WorkerProcess(process, log_path, Path(env["REFLADE_WEIGHTS"]))
-    deadline = time.monotonic() + WORKER_READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the Celery worker exited with {process.returncode}:\n{worker.log()}")
-        if " ready." in worker.log():
-            return worker
-        time.sleep(0.2)
-    worker.stop()
-    raise RuntimeError(f"the Celery worker was not ready after {WORKER_READY_TIMEOUT} s:\n{worker.log()}")
 
 
 @pytest.fixture(scope="session")

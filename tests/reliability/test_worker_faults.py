@@ -6,13 +6,19 @@ test database and the embedded broker:
 - only the pool process dies: the parent rejects the message (acks_late with
   reject_on_worker_lost), the broker delivers it again and the chunk is scored anew;
 - the whole worker dies: a second worker starts and the reaper re-queues the chunks
-  not stored. The reaper giving up after `REFLADE_MAX_ATTEMPTS` is tested in
+  not stored.
+
+Each kill waits until the worker logs that it started scoring a chunk, so it lands
+in the middle of one; a pool process killed before it took the task from its parent
+is a different fault, which only the reaper repairs. The session's other workers
+stop during the test: they consume the same queues and would take the chunks. The reaper giving up after `REFLADE_MAX_ATTEMPTS` is tested in
   tests/leaderboard/test_tasks.py::test_reaper_fails_after_max_attempts.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -27,13 +33,15 @@ from leaderboard.tasks import reap_stale_evaluations
 from tests.leaderboard.conftest import (
     REPOSITORY,
     database_url,
-    purge_queues,
     upload,
     weights_dir_for_tests,
 )
+from tests.leaderboard.workers import other_workers_stopped, purge_queues
 
 S = EvaluationState
 CHUNK_SIZE = 3  # 8 samples in 3 chunks
+KILL_ATTEMPTS = 3
+SCORING_LINE = re.compile(r"\[evaluation=(\d+) submission=\d+\]: scoring samples (\d+)\.\.")
 # Generous: a worker start imports torch, which takes a minute on two busy cores.
 TIMEOUT = 240
 
@@ -81,13 +89,16 @@ def wait(condition, what: str, timeout: float = TIMEOUT, interval: float = 0.05)
 
 @pytest.fixture
 def worker_env(transactional_db, tmp_path_factory):
+    """The environment of the test's own workers. The session's other workers stop
+    meanwhile, so every message of the broker reaches the worker this test kills."""
     from django.db import connection
 
     env = {**os.environ, "DATABASE_URL": database_url(connection.settings_dict),
            "REFLADE_WEIGHTS": os.environ.get("REFLADE_WEIGHTS") or str(weights_dir_for_tests(tmp_path_factory)),
            "REFLADE_LOADER_WORKERS": "0"}
-    purge_queues(env)
-    return env
+    with other_workers_stopped():
+        purge_queues(env)
+        yield env
 
 
 @pytest.fixture
@@ -101,10 +112,41 @@ def evaluation_of(submission) -> Evaluation:
     return Evaluation.objects.filter(submission=submission).order_by("-pk").first()
 
 
-def submit_and_wait_scoring(user, split, zip_path, name: str):
+def chunk_started(worker: Worker, evaluation_id: int, log_offset: int) -> int | None:
+    """The chunk index of the first chunk the worker logged starting to score, if any."""
+    for match in SCORING_LINE.finditer(worker.log()[log_offset:]):
+        if int(match[1]) == evaluation_id:
+            return int(match[2]) // CHUNK_SIZE
+    return None
+
+
+def submission_and_chunk(user, split, zip_path, name: str, worker: Worker) -> tuple:
+    """Submit, then wait until the worker logs that it started scoring a chunk of it.
+
+    Returns the submission and the index of that chunk.
+    """
+    log_offset = len(worker.log())
     submission = services.submission_create(user=user, split=split, uploaded_file=upload(zip_path), method_name=name)
-    wait(lambda: evaluation_of(submission).state == S.SCORING, f"{name} scoring")
-    return submission
+    evaluation_id = evaluation_of(submission).pk
+
+    def started():
+        chunk = chunk_started(worker, evaluation_id, log_offset)
+        return None if chunk is None else (chunk,)
+
+    (chunk,) = wait(started, f"{name}: a chunk started", interval=0.02)
+    return submission, chunk
+
+
+def dead(pid: int) -> bool:
+    """True once the process has exited: gone, or a zombie its parent has not reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
+def chunk_stored(submission, chunk: int) -> bool:
+    return ChunkResult.objects.filter(evaluation=evaluation_of(submission), chunk=chunk).exists()
 
 
 def finished(submission, worker: Worker, reap: bool = False) -> Evaluation:
@@ -132,13 +174,24 @@ def test_killed_worker_chunk_is_scored_again(worker_env, split_in_chunks, staff_
                                              settings):
     worker = Worker("first", worker_env, tmp_path)
     try:
-        undisturbed = finished(submit_and_wait_scoring(staff_user, split_in_chunks, cutout_zip, "undisturbed"),
-                               worker)
+        undisturbed = finished(submission_and_chunk(staff_user, split_in_chunks, cutout_zip, "undisturbed",
+                                                    worker)[0], worker)
 
-        # The pool process dies mid-chunk; the parent hands the message back to the broker.
-        submission = submit_and_wait_scoring(staff_user, split_in_chunks, cutout_zip, "pool killed")
-        os.kill(worker.pool_processes()[0], signal.SIGKILL)
-        redelivered = finished(submission, worker)
+        # The pool process dies while it scores a chunk; the parent hands the message
+        # back to the broker. A chunk can end between the log line and the kill, and
+        # then the kill hit no chunk: that try does not count and another submission
+        # is made.
+        for attempt in range(1, KILL_ATTEMPTS + 1):
+            submission, chunk = submission_and_chunk(staff_user, split_in_chunks, cutout_zip,
+                                                     f"pool killed {attempt}", worker)
+            (child,) = worker.pool_processes()
+            os.kill(child, signal.SIGKILL)
+            wait(lambda pid=child: dead(pid), "the pool process exit", timeout=10)
+            killed_mid_chunk = not chunk_stored(submission, chunk)
+            redelivered = finished(submission, worker)
+            if killed_mid_chunk:
+                break
+        assert killed_mid_chunk, f"every one of {KILL_ATTEMPTS} kills came after its chunk was stored"
         # The parent logs the child's death at once and WorkerLostError when it
         # settles the lost task, which can come after the redelivered run finishes.
         assert "exited with 'signal 9 (SIGKILL)'" in worker.log()
@@ -146,10 +199,11 @@ def test_killed_worker_chunk_is_scored_again(worker_env, split_in_chunks, staff_
         assert comparable(redelivered) == comparable(undisturbed)
         assert redelivered.attempts == 1
 
-        # The whole worker dies mid-chunk; a second worker and the reaper finish the work.
-        submission = submit_and_wait_scoring(staff_user, split_in_chunks, cutout_zip, "worker killed")
-        stored_at_kill = ChunkResult.objects.filter(evaluation=evaluation_of(submission)).count()
+        # The whole worker dies while it scores a chunk; a second worker and the
+        # reaper finish the work.
+        submission, chunk = submission_and_chunk(staff_user, split_in_chunks, cutout_zip, "worker killed", worker)
         worker.kill_all()
+        stored_at_kill = ChunkResult.objects.filter(evaluation=evaluation_of(submission)).count()
         assert stored_at_kill < 3
         worker = Worker("second", worker_env, tmp_path)
         settings.REFLADE_HEARTBEAT_TIMEOUT = 10
