@@ -37,7 +37,13 @@ import pandas as pd
 from evaluator.bootstrap import CONFIDENCE_LEVEL, bootstrap_means, make_rng, percentile_interval
 from evaluator.compare import compare_paired
 from evaluator.config import LAYER_KINDS, BenchmarkConfig, Calibration
-from evaluator.groups import DIMENSIONS, OCCLUSION_LABELS, category_label, group_name, occlusion_bucket
+from evaluator.groups import (
+    DIMENSIONS,
+    OCCLUSION_LABELS,
+    category_label,
+    group_name,
+    occlusion_bucket,
+)
 from evaluator.pass_rate import (
     add_quality,
     normalise_array,

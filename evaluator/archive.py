@@ -147,10 +147,12 @@ class SafeZip:
     `problems` lists every defect. `members` maps the normalised name (`./a.png`
     becomes `a.png`) of each regular file that passed the checks to its sizes.
     `ignored` lists the names skipped on purpose. `readable` is False when the
-    archive as a whole cannot be used, and `members` is then empty.
+    archive as a whole cannot be used, and `members` is then empty. Messages name
+    the archive `display_name`, by default the file's own name.
     """
 
-    def __init__(self, source: str | Path | BinaryIO, limits: ArchiveLimits = DEFAULT_LIMITS):
+    def __init__(self, source: str | Path | BinaryIO, limits: ArchiveLimits = DEFAULT_LIMITS,
+                 display_name: str | None = None):
         self.limits = limits
         self.problems: list[Problem] = []
         self.members: dict[str, ZipMember] = {}
@@ -163,8 +165,15 @@ class SafeZip:
         self._handle: BinaryIO | None = None
         self._owns_handle = False
 
-        if isinstance(source, str | Path):
+        # The name that messages give the archive: the caller's (such as the file name
+        # a user uploaded, when the file is stored under another), else its own.
+        if display_name:
+            self.display_name = display_name
+        elif isinstance(source, str | Path):
             self.display_name = Path(source).name
+        else:
+            self.display_name = Path(str(getattr(source, "name", None) or "submission.zip")).name
+        if isinstance(source, str | Path):
             try:
                 self._handle = open(source, "rb")
             except OSError as error:
@@ -173,8 +182,6 @@ class SafeZip:
                 return
             self._owns_handle = True
         else:
-            self.display_name = getattr(source, "name", None) or "submission.zip"
-            self.display_name = Path(str(self.display_name)).name
             self._handle = source
 
         try:

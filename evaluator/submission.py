@@ -412,13 +412,15 @@ def validate_submission(
     split: Split,
     max_candidates: int = 8,
     limits: ArchiveLimits = DEFAULT_LIMITS,
+    display_name: str | None = None,
 ) -> Report:
     """Validate a submission zip against a split and return the report of every problem.
 
     `report.summary` contains `samples` (samples with predictions), `candidates` (n) and,
-    when metadata.json names one, `method`.
+    when metadata.json names one, `method`. Problems name the archive `display_name`,
+    by default the file's own name.
     """
-    with SafeZip(zip_path, limits) as archive:
+    with SafeZip(zip_path, limits, display_name) as archive:
         return _validate(archive, split, max_candidates).report
 
 
@@ -444,8 +446,9 @@ class SubmissionArchive:
         limits: ArchiveLimits = DEFAULT_LIMITS,
         *,
         check_images: bool = True,
+        display_name: str | None = None,
     ):
-        archive = SafeZip(zip_path, limits)
+        archive = SafeZip(zip_path, limits, display_name)
         try:
             validated = _validate(archive, split, max_candidates, check_images)
         except BaseException:
@@ -457,6 +460,7 @@ class SubmissionArchive:
 
         self.path = Path(zip_path) if isinstance(zip_path, str | Path) else None
         self.limits = limits
+        self.display_name = archive.display_name
         self.report = validated.report
         self.n_candidates = validated.n_candidates
         self.metadata = validated.metadata
@@ -474,7 +478,7 @@ class SubmissionArchive:
             return self._archive
         if self.path is None:
             raise ValueError("a SubmissionArchive opened from a file object cannot be reopened")
-        self._archive = SafeZip(self.path, self.limits)
+        self._archive = SafeZip(self.path, self.limits, self.display_name)
         self._pid = os.getpid()
         if not self._archive.readable:
             raise SubmissionError(Report(problems=list(self._archive.problems)))

@@ -85,6 +85,10 @@ class Submission(models.Model):
     )
     split = models.ForeignKey(Split, on_delete=models.CASCADE, related_name="submissions")
     file = models.FileField(upload_to=submission_upload_to, storage=private_storage, max_length=300)
+    original_name = models.CharField(
+        max_length=255, blank=True,
+        help_text="The file name the submitter uploaded. Messages show it; storage never uses it as a path.",
+    )
     sha256 = models.CharField(max_length=64)
     size_bytes = models.BigIntegerField()
     candidate_count = models.PositiveIntegerField(null=True, blank=True)

@@ -171,7 +171,8 @@ def validate_submission_task(evaluation_id: int) -> None:
     with open_split_package(submission.split) as split:
         try:
             archive = SubmissionArchive(
-                submission_path(submission), split, config.max_candidates, archive_limits()
+                submission_path(submission), split, config.max_candidates, archive_limits(),
+                display_name=submission.original_name or None,
             )
         except SubmissionError as error:
             problems = [problem.to_dict() for problem in error.report.problems]
@@ -290,7 +291,7 @@ def score_chunk_task(evaluation_id: int, chunk: int) -> None:
             # only, and read_candidate still checks each image it reads.
             with SubmissionArchive(
                 submission_path(submission), split, config.max_candidates, archive_limits(),
-                check_images=False,
+                check_images=False, display_name=submission.original_name or None,
             ) as archive:
                 result = score_chunk(
                     split, archive, start, stop, config,

@@ -155,14 +155,16 @@ class SubmissionSerializer(serializers.ModelSerializer):
     split = serializers.PrimaryKeyRelatedField(read_only=True)
     benchmark = serializers.CharField(source="split.benchmark.slug", read_only=True)
     owner = serializers.CharField(source="owner.get_username", read_only=True)
+    original_name = serializers.SerializerMethodField(
+        help_text="The uploaded file's name; shown to the owner and staff only, null for others.")
     status = serializers.SerializerMethodField()
     evaluation = serializers.SerializerMethodField()
 
     class Meta:
         model = Submission
         fields = ["id", "split", "benchmark", "owner", "method_name", "description", "paper_url", "code_url",
-                  "is_public", "is_baseline", "sha256", "size_bytes", "candidate_count", "created_at",
-                  "status", "evaluation"]
+                  "is_public", "is_baseline", "original_name", "sha256", "size_bytes", "candidate_count",
+                  "created_at", "status", "evaluation"]
 
     def _current(self, submission: Submission) -> Evaluation | None:
         cache = self.context.setdefault("current_evaluations", {})
@@ -170,12 +172,19 @@ class SubmissionSerializer(serializers.ModelSerializer):
             cache[submission.pk] = selectors.evaluation_current(submission=submission)
         return cache[submission.pk]
 
+    def _is_owner(self, submission: Submission) -> bool:
+        request = self.context.get("request")
+        user = request.user if request is not None else None
+        return user is not None and (submission.owner_id == user.pk or user.is_staff)
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_original_name(self, submission: Submission) -> str | None:
+        return submission.original_name if self._is_owner(submission) else None
+
     @extend_schema_field(serializers.DictField())
     def get_status(self, submission: Submission) -> dict:
         status = evaluation_status(submission, self._current(submission))
-        request = self.context.get("request")
-        user = request.user if request is not None else None
-        if user is None or (submission.owner_id != user.pk and not user.is_staff):
+        if not self._is_owner(submission):
             status["cancellable"] = False
         return status
 
@@ -184,10 +193,7 @@ class SubmissionSerializer(serializers.ModelSerializer):
         evaluation = self._current(submission)
         if evaluation is None:
             return None
-        request = self.context.get("request")
-        user = request.user if request is not None else None
-        is_owner = user is not None and (submission.owner_id == user.pk or user.is_staff)
-        return EvaluationSerializer(evaluation, context={**self.context, "is_owner": is_owner}).data
+        return EvaluationSerializer(evaluation, context={**self.context, "is_owner": self._is_owner(submission)}).data
 
 
 # Presigned multipart uploads ---------------------------------------------------------------

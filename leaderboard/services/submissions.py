@@ -109,6 +109,14 @@ class SubmissionFields:
     is_baseline: bool = False
 
 
+def display_file_name(name: str | None) -> str:
+    """The last component of an uploaded file's name, without control characters, at
+    most 255 characters; "submission.zip" when nothing is left. Only for messages."""
+    base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    base = "".join(character for character in base if character.isprintable()).strip()
+    return base[:255] or "submission.zip"
+
+
 def check_submission_allowed(*, user, split: Split, size: int | None) -> None:
     """Reject an upload to a closed split, over the size limit or past the quota, before any bytes move."""
     check_split_open(split)
@@ -143,7 +151,8 @@ def submission_create(
         is_public=is_public, is_baseline=is_baseline,
     )
     try:
-        return submission_register(user=user, split=split, file_name=name, sha256=sha256, size=size, fields=fields)
+        return submission_register(user=user, split=split, file_name=name, sha256=sha256, size=size, fields=fields,
+                                   original_name=display_file_name(getattr(uploaded_file, "name", None)))
     except BaseException:
         private_storage().delete(name)
         raise
@@ -154,7 +163,8 @@ def submission_upload_to_split(split: Split) -> str:
 
 
 def submission_register(
-    *, user, split: Split, file_name: str, sha256: str, size: int, fields: SubmissionFields, before_commit=None
+    *, user, split: Split, file_name: str, sha256: str, size: int, fields: SubmissionFields, before_commit=None,
+    original_name: str = "",
 ) -> Submission:
     """Create the Submission and first Evaluation of a zip already in private storage.
 
@@ -163,12 +173,13 @@ def submission_register(
     lock, in the same transaction as the insert, so concurrent uploads cannot exceed
     it. `before_commit(submission)` runs inside that transaction, after the insert.
     Validation is sent to a worker after commit. The caller deletes the file when
-    this raises.
+    this raises. `original_name` is the file name the user uploaded, for messages.
     """
     submission = Submission(
         owner=user,
         split=split,
         file=file_name,
+        original_name=original_name,
         sha256=sha256,
         size_bytes=size,
         method_name=fields.method_name,

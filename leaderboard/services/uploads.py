@@ -25,6 +25,7 @@ from leaderboard.services.errors import InvalidState, NotFound, ServiceError
 from leaderboard.services.submissions import (
     SubmissionFields,
     check_submission_allowed,
+    display_file_name,
     submission_register,
     submission_upload_to_split,
 )
@@ -244,7 +245,7 @@ def upload_complete(*, upload: Upload, user, fields: SubmissionFields) -> Submis
     try:
         submission = submission_register(
             user=user, split=upload.split, file_name=upload.key, sha256=sha256, size=size,
-            fields=fields, before_commit=link,
+            fields=fields, before_commit=link, original_name=display_file_name(upload.filename),
         )
     except BaseException:
         s3.object_delete(storage, key)

@@ -114,6 +114,7 @@ def submission_detail(request: HttpRequest, submission_id: int) -> HttpResponse:
         "status_message": status["message"],
         "percent": status["percent"],
         "cancellable": is_owner and status["cancellable"],
+        "file_name": submission.original_name if is_owner else "",
         "problems": (evaluation.validation_problems or []) if evaluation is not None and is_owner else [],
         "metric_rows": [],
         "breakdowns": [],

@@ -228,6 +228,16 @@ def test_not_a_zip(tmp_path, data, found):
         assert not archive.readable
 
 
+def test_display_name_replaces_the_stored_name_in_messages(tmp_path):
+    path = tmp_path / "5f0c2a9e.zip"
+    path.write_bytes(b"not a zip at all")
+    with SafeZip(path, display_name="my predictions.zip") as archive:
+        assert archive.display_name == "my predictions.zip"
+        assert problem_fields(archive) == [
+            ("zip_unreadable", "my predictions.zip", "a valid zip file", "File is not a zip file"),
+        ]
+
+
 def test_truncated_zip(tmp_path):
     data = zip_bytes([("a.png", b"x" * 1000), ("b.png", b"y" * 1000)])
     path = tmp_path / "cut.zip"

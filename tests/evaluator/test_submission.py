@@ -421,6 +421,16 @@ def test_pickled_archive_reads_same_layers(tmp_path, split):
         np.testing.assert_array_equal(from_worker[sample_id], layer)
 
 
+def test_pickled_archive_keeps_display_name(tmp_path, split):
+    path = write_zip(tmp_path / "sub.zip", ground_truth_entries(split))
+    with SubmissionArchive(path, split, display_name="upload.zip") as archive:
+        copy = pickle.loads(pickle.dumps(archive))
+    try:
+        assert copy._open_archive().display_name == "upload.zip"
+    finally:
+        copy.close()
+
+
 def test_archive_from_file_object_not_picklable(tmp_path, split):
     data = write_zip(tmp_path / "sub.zip", layers_entries()).read_bytes()
     with SubmissionArchive(io.BytesIO(data), split) as archive:

@@ -11,8 +11,6 @@ queued scoring chunks of the valid cases are never picked up.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,15 +20,14 @@ from django.conf import settings
 from evaluator.archive import DEFAULT_LIMITS
 from evaluator.problems import Problem
 from leaderboard import services
-from leaderboard.models import Benchmark, Evaluation, Submission
+from leaderboard.models import Benchmark, Evaluation
 from tests.hostile.corpus import build_corpus, split_path
 from tests.leaderboard.conftest import (
     REPOSITORY,
-    WORKER_READY_TIMEOUT,
     WorkerProcess,
     config_name_for_tests,
     database_url,
-    purge_queues,
+    start_worker,
 )
 from tests.reliability.conftest import token_client
 
@@ -56,23 +53,12 @@ def tree(root: Path, ignored: set[str] = frozenset()) -> set[Path]:
 
 
 def start_default_worker(log_path: Path) -> WorkerProcess:
+    """A worker on the `default` queue only: it validates; chunks of valid cases wait on `gpu`."""
     from django.db import connection
 
-    env = {**os.environ, "DATABASE_URL": database_url(connection.settings_dict)}
-    purge_queues(env)
-    command = [sys.executable, "-m", "celery", "-A", "leaderboard", "worker", "-Q", "default", "--pool", "solo",
-               "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
-               "--hostname", f"hostile-{os.getpid()}@%h"]
-    process = subprocess.Popen(command, cwd=REPOSITORY, env=env, stdout=open(log_path, "wb"),
-                               stderr=subprocess.STDOUT)
-    worker = WorkerProcess(process, log_path, Path(settings.REFLADE_WEIGHTS))
-    deadline = time.monotonic() + WORKER_READY_TIMEOUT
-    while " ready." not in worker.log():
-        if process.poll() is not None or time.monotonic() > deadline:
-            worker.stop()
-            raise RuntimeError(f"the validation worker did not start:\n{worker.log()}")
-        time.sleep(0.2)
-    return worker
+    env = {**os.environ, "DATABASE_URL": database_url(connection.settings_dict),
+           "REFLADE_WEIGHTS": str(settings.REFLADE_WEIGHTS)}
+    return start_worker(log_path, env, queues="default", name="hostile")
 
 
 def wait_for_verdicts(evaluation_ids: list[int], worker: WorkerProcess) -> None:
@@ -131,8 +117,8 @@ def test_hostile_corpus_through_api(user, tmp_path_factory, settings):
                 rejected[case.name] = (response.status_code, response.json())
         wait_for_verdicts(list(Evaluation.objects.filter(submission__in=submitted.values())
                                .values_list("pk", flat=True)), worker)
-        results = {name: api.get(f"{API}/submissions/{pk}/").json()["evaluation"] for name, pk in submitted.items()}
-        stored_names = {name: Path(Submission.objects.get(pk=pk).file.name).name for name, pk in submitted.items()}
+        responses = {name: api.get(f"{API}/submissions/{pk}/").json() for name, pk in submitted.items()}
+        results = {name: response["evaluation"] for name, response in responses.items()}
     finally:
         worker.stop()
 
@@ -147,9 +133,9 @@ def test_hostile_corpus_through_api(user, tmp_path_factory, settings):
             continue
         evaluation = results[case.name]
         problems = evaluation["validation_problems"]
-        # Messages about the whole archive name the stored file, a generated key,
-        # instead of the name the user uploaded.
-        message = first_message(problems).replace(stored_names[case.name], case.zip_path.name)
+        # Messages about the whole archive name the file as the user uploaded it.
+        assert responses[case.name]["original_name"] == case.zip_path.name
+        message = first_message(problems)
         got = (evaluation["state"] in ("queued", "scoring", "aggregating", "finished"), tuple(p["code"] for p in problems), message)
         expected = (case.valid, case.codes, case.message)
         if case.valid:

@@ -68,9 +68,18 @@ def test_client_file_names_never_become_paths(user, demo_split, cutout_zip, sett
     before = files_under(data_dir)
     content = cutout_zip.read_bytes()
 
-    statuses = {name: post_named(api, demo_split, name, content).status_code for name in HOSTILE_NAMES}
+    responses = {name: post_named(api, demo_split, name, content) for name in HOSTILE_NAMES}
+    statuses = {name: response.status_code for name, response in responses.items()}
 
     assert set(statuses.values()) <= {201, 400}, statuses
+    # The name shown back to the owner is the last component, printable, at most 255 characters.
+    shown = {name: response.json()["original_name"] for name, response in responses.items()
+             if response.status_code == 201}
+    assert shown["../../etc/reflade-x.zip"] == "reflade-x.zip"
+    assert shown["..\\..\\windows\\reflade.zip"] == "reflade.zip"
+    assert shown["a/b.zip"] == "b.zip"
+    assert all(len(value) <= 255 and value.isprintable() and not {"/", "\\"} & set(value)
+               for value in shown.values()), shown
     assert statuses["../../etc/reflade-x.zip"] == 201
     assert statuses["a/b.zip"] == 201
     stored = list(Submission.objects.values_list("file", flat=True))
