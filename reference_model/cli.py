@@ -12,6 +12,8 @@ import logging
 import os
 from pathlib import Path
 
+from reference_model.visible import VisibleSettings
+
 logger = logging.getLogger(__name__)
 
 
@@ -41,6 +43,11 @@ def _add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guidance-scale", type=float, default=None, help="classifier-free guidance scale (default: the checkpoint's config)")
     parser.add_argument("--seed", type=int, default=0, help="seed of candidate 0; candidate k uses seed + k (default 0)")
     parser.add_argument("--max-candidates", type=int, default=8, help="largest n the validator accepts (default 8)")
+    parser.add_argument("--visible-tolerance", type=float, default=VisibleSettings.tolerance,
+                        help="copy the input's pixels where the predicted layer is visible and its colour is "
+                             f"within this mean difference in [0, 1] (default {VisibleSettings.tolerance})")
+    parser.add_argument("--no-preserve-visible", action="store_true",
+                        help="keep the model's colours everywhere, also where the layer is visible")
 
 
 def _add_predict(commands) -> None:
@@ -108,9 +115,14 @@ def _synthetic_training_split(samples: int, resolution: int, out: str) -> Path:
 def _predict_from_args(args) -> Path:
     from reference_model.predict import predict
 
+    try:
+        visible = None if args.no_preserve_visible else VisibleSettings(tolerance=args.visible_tolerance)
+    except ValueError as error:
+        raise SystemExit(f"--visible-tolerance: {error}") from None
     return predict(
         checkpoint=args.checkpoint, split=args.split, out=args.out, candidates=args.candidates,
         steps=args.steps, guidance_scale=args.guidance_scale, seed=args.seed, max_candidates=args.max_candidates,
+        visible=visible,
     )
 
 

@@ -16,6 +16,7 @@ from reference_model.checkpoint import load_model
 from reference_model.data import prepare_inputs
 from reference_model.networks import RefLayer
 from reference_model.sampling import generate
+from reference_model.visible import DEFAULT_SETTINGS, VisibleSettings, preserve_visible
 
 logger = logging.getLogger(__name__)
 
@@ -25,14 +26,22 @@ def default_device() -> torch.device:
 
 
 def iter_predictions(
-    model: RefLayer, split: Split, candidates: int, steps: int, guidance_scale: float, seed: int
+    model: RefLayer, split: Split, candidates: int, steps: int, guidance_scale: float, seed: int,
+    visible: VisibleSettings | None = None,
 ) -> Iterator[tuple[str, list[np.ndarray]]]:
-    """Yield (sample_id, candidates) in manifest order; candidate k uses seed + k."""
+    """Yield (sample_id, candidates) in manifest order; candidate k uses seed + k.
+
+    With `visible` settings, each layer keeps the input image's pixels where it is
+    estimated visible (see `reference_model.visible`).
+    """
     seeds = [seed + k for k in range(candidates)]
     started = time.perf_counter()
     for index, sample in enumerate(split.samples, start=1):
         image, canvas, text = prepare_inputs(split, sample, model.config.resolution)
         layers = generate(model, image, canvas, text, seeds, steps, guidance_scale, sample.width, sample.height)
+        if visible is not None:
+            pixels, mask = split.read_image(sample), split.read_mask_prompt(sample)
+            layers = [preserve_visible(layer, pixels, sample.layer_kind, mask, visible) for layer in layers]
         yield sample.sample_id, layers
         if index % 50 == 0 or index == len(split):
             elapsed = time.perf_counter() - started
@@ -70,10 +79,13 @@ def predict(
     max_candidates: int = 8,
     device: torch.device | None = None,
     metadata: dict | None = None,
+    visible: VisibleSettings | None = DEFAULT_SETTINGS,
 ) -> Path:
     """Predict `candidates` layers per sample of `split` with the checkpoint; returns the zip path.
 
     `metadata` adds entries to the zip's metadata.json, beside the sampling settings.
+    `visible` sets how the input's visible pixels are kept; None keeps the model's
+    colours everywhere.
     """
     if not 1 <= candidates <= max_candidates:
         raise ValueError(f"--candidates must be between 1 and {max_candidates}, got {candidates}")
@@ -91,8 +103,9 @@ def predict(
         "sampling_steps": steps,
         "guidance_scale": guidance_scale,
         "seed": seed,
+        "preserve_visible": None if visible is None else {"tolerance": visible.tolerance, "sigma": visible.sigma},
     }
     logger.info("predicting %d samples of %s with %s on %s", len(opened), opened.path, checkpoint, device)
     with torch.inference_mode():
-        predictions = iter_predictions(model, opened, candidates, steps, guidance_scale, seed)
+        predictions = iter_predictions(model, opened, candidates, steps, guidance_scale, seed, visible)
         return validated_write(out, opened, predictions, metadata, max(max_candidates, candidates))

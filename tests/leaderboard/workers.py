@@ -32,7 +32,7 @@ def purge_queues(env: dict[str, str]) -> None:
 class WorkerProcess:
     """A `celery worker` subprocess; `log()` returns what it has written so far.
 
-    A stopped worker can be started again; it appends to the same log.
+    A stopped worker can be started again, and then appends to the same log.
     """
 
     def __init__(self, command: list[str], env: dict[str, str], log_path: Path):

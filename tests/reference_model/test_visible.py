@@ -1,0 +1,111 @@
+"""preserve_visible: which pixels take the input's colours, and the prompt's facts on alpha."""
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from evaluator.split import open_split
+from evaluator.submission import SubmissionArchive
+from reference_model.predict import predict
+from reference_model.visible import VisibleSettings, preserve_visible
+from tests.reference_model.test_predict import checkpoint  # noqa: F401  (fixture)
+
+EXACT = VisibleSettings(tolerance=0.1, sigma=0.0)
+
+
+def image_and_layer():
+    """Return a 4 x 4 image of value 100 and an opaque layer of the same colour.
+
+    Three pixels of the layer differ: (0, 0) has alpha 0, (1, 1) colour 200 (far
+    from the image) and (2, 2) colour 110 (near it).
+    """
+    image = np.full((4, 4, 3), 100, np.uint8)
+    layer = np.concatenate([image, np.full((4, 4, 1), 255, np.uint8)], axis=-1)
+    layer[0, 0, 3] = 0
+    layer[0, 0, :3] = 7
+    layer[1, 1, :3] = 200
+    layer[2, 2, :3] = 110
+    return image, layer
+
+
+def test_near_opaque_pixels_take_image():
+    image, layer = image_and_layer()
+    out = preserve_visible(layer, image, "foreground", None, EXACT)
+    assert out[2, 2, :3].tolist() == [100, 100, 100]  # 10/255 = 0.04 <= 0.1
+    assert out[1, 1, :3].tolist() == [200, 200, 200]  # 100/255 = 0.39 > 0.1: repainted, kept
+    assert out[0, 0].tolist() == [7, 7, 7, 0]  # transparent: kept
+    np.testing.assert_array_equal(out[..., 3], layer[..., 3])
+    assert layer[2, 2, 0] == 110  # the input layer is not modified
+
+
+def test_tolerance_bounds_difference():
+    image, layer = image_and_layer()
+    out = preserve_visible(layer, image, "foreground", None, VisibleSettings(tolerance=0.5, sigma=0.0))
+    assert out[1, 1, :3].tolist() == [100, 100, 100]
+    out = preserve_visible(layer, image, "foreground", None, VisibleSettings(tolerance=0.0, sigma=0.0))
+    assert out[2, 2, :3].tolist() == [110, 110, 110]
+
+
+def test_background_layer_opaque():
+    image, layer = image_and_layer()
+    out = preserve_visible(layer, image, "background", None, EXACT)
+    assert (out[..., 3] == 255).all()
+    # Now opaque, (0, 0) differs from the image by 93/255 = 0.36 > 0.1 and keeps its colour.
+    assert out[0, 0, :3].tolist() == [7, 7, 7]
+
+
+def test_mask_prompt_visible_and_opaque():
+    image, layer = image_and_layer()
+    mask = np.zeros((4, 4), bool)
+    mask[0, 0] = mask[1, 1] = True
+    out = preserve_visible(layer, image, "foreground", mask, EXACT)
+    assert out[0, 0].tolist() == [100, 100, 100, 255]
+    assert out[1, 1].tolist() == [100, 100, 100, 255]
+    # A background layer ignores the mask prompt, which marks a foreground object.
+    out = preserve_visible(layer, image, "background", mask, EXACT)
+    assert out[1, 1, :3].tolist() == [200, 200, 200]
+
+
+def test_blur_smooths_reference_image():
+    image = np.zeros((9, 9, 3), np.uint8)
+    image[4, 4] = 255  # one bright pixel, which a blurred model reproduces as a faint spot
+    layer = np.concatenate([np.full((9, 9, 3), 10, np.uint8), np.full((9, 9, 1), 255, np.uint8)], axis=-1)
+    sharp = preserve_visible(layer, image, "foreground", None, VisibleSettings(tolerance=0.1, sigma=0.0))
+    blurred = preserve_visible(layer, image, "foreground", None, VisibleSettings(tolerance=0.1, sigma=2.0))
+    assert sharp[4, 4, :3].tolist() == [10, 10, 10]
+    assert blurred[4, 4, :3].tolist() == [255, 255, 255]
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(tolerance=1.5), "the visible tolerance must be in [0, 1], got 1.5"),
+    (dict(sigma=-1.0), "the visible blur sigma must be at least 0 pixels, got -1.0"),
+])
+def test_invalid_settings_rejected(settings, message):
+    with pytest.raises(ValueError) as error:
+        VisibleSettings(**settings)
+    assert str(error.value) == message
+
+
+def test_size_mismatch_rejected():
+    image, layer = image_and_layer()
+    with pytest.raises(ValueError) as error:
+        preserve_visible(layer[:3], image, "foreground")
+    assert str(error.value) == "the layer is 4x3 px but the image is 4x4 px; resize the layer to the image first"
+
+
+def test_predict_applies_and_records(checkpoint, disc_split_path, tmp_path):  # noqa: F811
+    preserved = predict(checkpoint, disc_split_path, tmp_path / "preserved.zip", steps=1)
+    raw = predict(checkpoint, disc_split_path, tmp_path / "raw.zip", steps=1, visible=None)
+    with zipfile.ZipFile(preserved) as archive:
+        assert json.loads(archive.read("metadata.json"))["preserve_visible"] == {"tolerance": 0.35, "sigma": 1.0}
+    with zipfile.ZipFile(raw) as archive:
+        assert json.loads(archive.read("metadata.json"))["preserve_visible"] is None
+    split = open_split(disc_split_path)
+    with SubmissionArchive(preserved, split) as preserved_zip, SubmissionArchive(raw, split) as raw_zip:
+        for sample in split.samples:
+            image = split.read_image(sample)
+            expected = preserve_visible(raw_zip.read_candidate(sample.sample_id, 0), image, sample.layer_kind,
+                                        split.read_mask_prompt(sample))
+            np.testing.assert_array_equal(preserved_zip.read_candidate(sample.sample_id, 0), expected)
