@@ -169,7 +169,6 @@ def comparable(evaluation: Evaluation) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.drill
 def test_killed_worker_chunk_is_scored_again(worker_env, split_in_chunks, staff_user, cutout_zip, tmp_path,
                                              settings):
     worker = Worker("first", worker_env, tmp_path)
