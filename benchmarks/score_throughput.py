@@ -126,7 +126,7 @@ def measure_rss(args, weights_dir: Path, samples: int) -> dict:
     command = [
         sys.executable, __file__, "--rss-child", "--samples", str(samples), "--size", str(args.size),
         "--config", args.config, "--weights", str(weights_dir), "--workers", str(args.workers),
-        "--chunk-size", str(args.chunk_size),
+        "--chunk-size", str(args.chunk_size), "--batch-size", str(args.batch_size),
     ]
     if args.threads:
         command += ["--threads", str(args.threads)]
@@ -135,8 +135,8 @@ def measure_rss(args, weights_dir: Path, samples: int) -> dict:
 
 
 def load_benchmark_config(args):
-    # chunk_size only changes speed, never a score, so overriding it keeps the config hash.
-    return dataclasses.replace(load_config(args.config), chunk_size=args.chunk_size)
+    # Batch and chunk sizes only change speed, never a score, so overriding them keeps the config hash.
+    return dataclasses.replace(load_config(args.config), chunk_size=args.chunk_size, batch_size=args.batch_size)
 
 
 def rss_child(args) -> None:
@@ -175,6 +175,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="loader processes of the batched pipeline")
     parser.add_argument("--chunk-size", type=int, default=256,
                         help="samples per chunk (default 256, as reflade-v1; test-tiny's own is small for tests)")
+    parser.add_argument("--batch-size", type=int, default=16,
+                        help="samples per forward pass of the batched pipeline (default 16, as reflade-v1)")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's own)")
     parser.add_argument("--rss", action="store_true", help="also measure peak RSS at --samples and 10x")
     parser.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
@@ -201,7 +203,7 @@ def main() -> None:
         result = {
             "samples": args.samples, "size": args.size, "config": config.name, "eval_size": config.eval_size,
             "device": str(device), "threads": torch.get_num_threads(), "workers": args.workers,
-            "chunk_size": config.chunk_size,
+            "chunk_size": config.chunk_size, "batch_size": config.batch_size,
             "setup_seconds": round(setup_seconds, 1),
             "batched_seconds": round(batched_seconds, 2),
             "warm_seconds": round(warm_seconds, 2),

@@ -36,8 +36,9 @@ from evaluator.metrics import metrics_version
 from evaluator.metrics.images import background_bytes
 from evaluator.metrics.scoring import MetricNetworks, completion_direction, pick_device
 from evaluator.pipeline_data import ScoringDataset, default_workers, make_loader
+from evaluator.problems import Report
 from evaluator.split import Split
-from evaluator.submission import SubmissionArchive
+from evaluator.submission import SubmissionArchive, SubmissionError, validate_submission
 from evaluator.weights import resolve_weights_dir, weights_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -211,6 +212,9 @@ def score_chunk(
     prediction_features, truth_features = [], []
     dataset = ScoringDataset(split, submission, indices, cache, config.eval_size, context.background)
     for batch in make_loader(dataset, config.batch_size, workers):
+        for item in batch:
+            if "error" in item:
+                raise SubmissionError(item["error"])
         _complete_ground_truth(batch, split, cache, context.networks)
         rgba = [item for item in batch if item["gt"].rgb is not None]
         values, features = _rgb_metrics(rgba, context.networks, n) if rgba else ({}, None)
@@ -382,11 +386,23 @@ def score_submission(
 
     Raises `SubmissionError` (with `.report`) when the zip is invalid. Writes
     `report.json` and `samples.parquet` when `out_dir` is given.
+
+    The zip's names and counts are checked before scoring. Each image is decoded
+    once, while it is scored. An image that fails then stops scoring, and a full
+    validation lists every problem of the zip in the error.
     """
     if not isinstance(config, BenchmarkConfig):
         config = load_config(config)
     split = Split(split_path)
-    submission = SubmissionArchive(predictions_zip, split, config.max_candidates)
+
+    def full_report(found: Report) -> Report:
+        report = validate_submission(predictions_zip, split, config.max_candidates)
+        return found if report.valid else report
+
+    try:
+        submission = SubmissionArchive(predictions_zip, split, config.max_candidates, check_images=False)
+    except SubmissionError as error:
+        raise SubmissionError(full_report(error.report)) from None
     context = ScoringContext(config, weights_dir, device)
     gt_version = ground_truth_version(split)
     bar = None
@@ -402,6 +418,8 @@ def score_submission(
                 split, submission, start, stop, config, cache_dir=cache_dir, workers=workers,
                 context=context, progress=bar.update if bar else None, gt_version=gt_version,
             ))
+    except SubmissionError as error:
+        raise SubmissionError(full_report(error.report)) from None
     finally:
         if bar is not None:
             bar.close()

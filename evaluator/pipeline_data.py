@@ -5,6 +5,8 @@ from the cache or, when the cache lacks it, prepared from the split (the main pr
 then adds the network features and stores it). It also computes the mask metrics
 (`iou`, `iou_occ`), because they need no network. It pickles the `Split` and
 `SubmissionArchive` by path, so `torch.utils.data.DataLoader` workers reopen them.
+A candidate that fails to decode comes back as the item's `error` (a `Report`),
+because DataLoader re-raises a worker's exception as a plain RuntimeError.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from evaluator.gt_cache import GtCache, GtEntry
 from evaluator.metrics.images import amodal_ious, amodal_mask, prepare_layer, prepare_mask, restrict
 from evaluator.split import Sample, Split
+from evaluator.submission import SubmissionError
 
 
 def default_workers() -> int:
@@ -58,7 +61,8 @@ def prepare_ground_truth(split: Split, sample: Sample, size: int, background: np
 class ScoringDataset(Dataset):
     """Items: a dict with the sample index, its GtEntry, `gt_cached` (False when the
     entry still lacks its network features), and per candidate the prepared composite
-    p_rgb (uint8 (n, S, S, 3)), p_rgb ⊙ v, `iou` and `iou_occ`."""
+    p_rgb (uint8 (n, S, S, 3)), p_rgb ⊙ v, `iou` and `iou_occ`. An item whose
+    candidate is invalid has only `index` and `error`, the `Report`."""
 
     def __init__(self, split: Split, submission, indices: list[int], cache: GtCache, size: int,
                  background: np.ndarray):
@@ -82,7 +86,10 @@ class ScoringDataset(Dataset):
             gt = prepare_ground_truth(self.split, sample, self.size, self.background)
         composites, restricted, ious, ious_occ = [], [], [], []
         for k in range(self.submission.n_candidates):
-            layer = self.submission.read_candidate(sample.sample_id, k)
+            try:
+                layer = self.submission.read_candidate(sample.sample_id, k)
+            except SubmissionError as error:
+                return {"index": index, "error": error.report}
             rgb = prepare_layer(layer, self.size, self.background)
             composites.append(rgb)
             restricted.append(restrict(rgb, gt.visible_eval, self.background))

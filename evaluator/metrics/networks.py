@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
@@ -80,10 +81,42 @@ def build_lpips(config: BenchmarkConfig) -> lpips.LPIPS:
     return model
 
 
+# Initialisers that module constructors call on parameters. Loading replaces them
+# with no-ops, because every parameter is then read from a file.
+_INITIALISERS = (
+    "uniform_", "normal_", "trunc_normal_", "constant_", "zeros_", "ones_", "xavier_uniform_",
+    "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_",
+)
+
+
+def _unchanged(tensor: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    return tensor
+
+
+@contextlib.contextmanager
+def _without_random_init():
+    """Skip `torch.nn.init`'s random initialisation while networks are built for loading.
+
+    Random values for the full-size networks take seconds on a CPU and are all
+    overwritten by the strict loads that follow. Buffers that constructors compute
+    (normalisation constants) do not go through these functions and stay as built.
+    Not thread-safe: it swaps module attributes of `torch.nn.init`.
+    """
+    saved = {name: getattr(nn.init, name) for name in _INITIALISERS}
+    for name in _INITIALISERS:
+        setattr(nn.init, name, _unchanged)
+    try:
+        yield
+    finally:
+        for name, function in saved.items():
+            setattr(nn.init, name, function)
+
+
 def load_lpips(weights_dir: Path, config: BenchmarkConfig) -> lpips.LPIPS:
     """LPIPS with the AlexNet trunk read from the weights folder (strict)."""
     path = require_file(weights_dir, ALEXNET.path)
-    model = build_lpips(config)
+    with _without_random_init():
+        model = build_lpips(config)
     state = torch.load(path, map_location="cpu", weights_only=True)
     trunk = {}
     for key, value in state.items():
@@ -157,7 +190,8 @@ def _read_clip_state(path: Path) -> dict:
 def load_clip(weights_dir: Path, config: BenchmarkConfig) -> ClipEmbedder:
     """Load the CLIP image tower of `config.clip` from the weights folder (strict)."""
     path = require_file(weights_dir, clip_file_name(config))
-    model = build_clip(config)
+    with _without_random_init():
+        model = build_clip(config)
     try:
         state = _read_clip_state(path)
         # NOTE: the OpenAI archive path follows open_clip's own loader (same key names);
@@ -220,7 +254,8 @@ class FidInception(nn.Module):
 def load_inception(weights_dir: Path, config: BenchmarkConfig) -> FidInception:
     """Load the FID Inception from the weights folder (strict), cut at `inception.dims`."""
     path = require_file(weights_dir, INCEPTION.path)
-    inception = build_fid_inception_v3()
+    with _without_random_init():
+        inception = build_fid_inception_v3()
     try:
         inception.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
     except RuntimeError as error:

@@ -7,9 +7,15 @@ import pytest
 import torch
 
 from evaluator.cli import main
-from evaluator.pipeline import UNVERIFIED_WEIGHTS, score_submission
+from evaluator.config import load_config
+from evaluator.pipeline import UNVERIFIED_WEIGHTS, score_chunk, score_submission
 from evaluator.split import Split
-from evaluator.submission import write_submission
+from evaluator.submission import (
+    SubmissionArchive,
+    SubmissionError,
+    validate_submission,
+    write_submission,
+)
 from evaluator.synthetic.engine import make_synthetic_split
 
 
@@ -98,3 +104,42 @@ def test_cli_cuda_missing(split_and_zip, stand_in_weights, tmp_path, capsys):
     assert capsys.readouterr().err == (
         "error: device cuda was requested but torch finds no CUDA device; use --device cpu\n"
     )
+
+
+def with_broken_images(zip_path, out, broken_names):
+    """Copy the zip, replacing the named members with bytes that are not a PNG."""
+    with zipfile.ZipFile(zip_path) as source, zipfile.ZipFile(out, "w") as target:
+        for item in source.infolist():
+            target.writestr(item, b"not a png" if item.filename in broken_names else source.read(item))
+    return out
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_bad_images_reported_in_full(split_and_zip, stand_in_weights, tmp_path, workers):
+    split_path, zip_path = split_and_zip
+    split = Split(split_path)
+    names = [f"{split.samples[0].sample_id}/1.png", f"{split.samples[-1].sample_id}/0.png"]
+    broken = with_broken_images(zip_path, tmp_path / "broken.zip", names)
+
+    with pytest.raises(SubmissionError) as error:
+        score_submission(split_path, broken, config="test-tiny", weights_dir=stand_in_weights, progress=False,
+                         device="cpu", workers=workers, cache_dir=tmp_path / "cache")
+
+    expected = validate_submission(broken, split)
+    assert [problem.file for problem in expected.problems] == names
+    assert error.value.report.problems == expected.problems
+
+
+def test_chunk_reports_bad_image_from_loader(split_and_zip, stand_in_weights, tmp_path):
+    split_path, zip_path = split_and_zip
+    split = Split(split_path)
+    name = f"{split.samples[1].sample_id}/0.png"
+    broken = with_broken_images(zip_path, tmp_path / "broken.zip", [name])
+    config = load_config("test-tiny")
+
+    with SubmissionArchive(broken, split, config.max_candidates, check_images=False) as archive:
+        with pytest.raises(SubmissionError) as error:
+            score_chunk(split, archive, 0, len(split), config, weights_dir=stand_in_weights, device="cpu",
+                        workers=1, cache_dir=tmp_path / "cache")
+
+    assert [problem.file for problem in error.value.report.problems] == [name]
