@@ -1,11 +1,11 @@
-"""Admin for hosts: benchmarks, splits, submissions (with actions) and evaluations."""
+"""Admin for hosts: benchmarks, splits, submissions (with actions), evaluations and uploads."""
 
 from __future__ import annotations
 
 from django.contrib import admin, messages
 
 from leaderboard import services
-from leaderboard.models import Benchmark, Evaluation, Split, Submission
+from leaderboard.models import Benchmark, Evaluation, Split, Submission, Upload
 
 
 class SplitInline(admin.TabularInline):
@@ -51,8 +51,9 @@ class SubmissionAdmin(admin.ModelAdmin):
     list_display = ("pk", "method_name", "owner", "split", "current_state", "is_public", "is_baseline",
                     "flagged", "created_at")
     list_filter = ("split", "is_baseline", "flagged", "is_public")
-    search_fields = ("method_name", "owner__username", "sha256")
-    readonly_fields = ("owner", "split", "file", "sha256", "size_bytes", "candidate_count", "metadata", "created_at")
+    search_fields = ("method_name", "owner__username", "sha256", "original_name")
+    readonly_fields = ("owner", "split", "file", "original_name", "sha256", "size_bytes", "candidate_count",
+                       "metadata", "created_at")
     inlines = [EvaluationInline]
     actions = ["rescore", "flag", "unflag", "mark_baseline", "unmark_baseline"]
 
@@ -104,6 +105,25 @@ class EvaluationAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return [field.name for field in Evaluation._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Upload)
+class UploadAdmin(admin.ModelAdmin):
+    """Read-only: uploads change only through the upload service and the beat task."""
+
+    list_display = ("pk", "filename", "owner", "split", "state", "size", "part_count", "created_at",
+                    "expires_at", "submission")
+    list_filter = ("state",)
+    search_fields = ("filename", "owner__username", "sha256")
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in Upload._meta.fields]
 
     def has_add_permission(self, request):
         return False

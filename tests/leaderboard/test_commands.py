@@ -1,12 +1,21 @@
 """Management commands, the health check and the admin actions."""
 
 import io
+from datetime import timedelta
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
 from leaderboard import services
-from leaderboard.models import Benchmark, Evaluation, EvaluationState, Submission
+from leaderboard.models import (
+    Benchmark,
+    Evaluation,
+    EvaluationState,
+    Submission,
+    Upload,
+    UploadState,
+)
 from tests.leaderboard.conftest import upload
 
 
@@ -86,6 +95,21 @@ def test_admin_evaluation_is_read_only(admin_client, demo_split, user, cutout_zi
     assert response.status_code == 403
     evaluation.refresh_from_db()
     assert evaluation.state == EvaluationState.UPLOADED
+
+
+def test_admin_upload_is_read_only(admin_client, demo_split, user):
+    upload_row = Upload.objects.create(
+        owner=user, split=demo_split, filename="predictions-v2.zip", key="submissions/split-1/x.zip",
+        upload_id="id-1", size=10, sha256="0" * 64, part_size=10, part_count=1,
+        expires_at=timezone.now() + timedelta(days=1),
+    )
+    response = admin_client.get("/admin/leaderboard/upload/")
+    assert response.status_code == 200
+    assert b"predictions-v2.zip" in response.content
+    response = admin_client.post(f"/admin/leaderboard/upload/{upload_row.pk}/change/", {"state": "completed"})
+    assert response.status_code == 403
+    upload_row.refresh_from_db()
+    assert upload_row.state == UploadState.OPEN
 
 
 @pytest.mark.slow
