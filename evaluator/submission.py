@@ -108,6 +108,11 @@ def _png_header_size(data: bytes) -> tuple[int, int] | None:
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
+def _is_rgb16(data: bytes) -> bool:
+    # IHDR bytes 24 and 25 are the bit depth and the colour type (2 is RGB).
+    return len(data) > 25 and data[24] == 16 and data[25] == 2
+
+
 def _has_alpha(image: Image.Image) -> bool:
     if image.mode in ALPHA_MODES:
         return True
@@ -174,6 +179,13 @@ def decode_candidate(
                         "image_no_alpha", name, "image has no alpha channel",
                         "RGBA (or LA, or a palette with transparency)", _mode_description(image),
                         "Save the layer with its alpha matte as an RGBA PNG.")
+                if _is_rgb16(data) and "transparency" in image.info:
+                    # Pillow reduces 16-bit RGB to 8 bits but keeps the 16-bit key
+                    # colour, so no pixel would match it and the layer would turn opaque.
+                    return None, Problem(
+                        "image_transparency_unsupported", name, "16-bit RGB transparency key is not supported",
+                        "RGBA, LA, or 8-bit RGB, grey or palette with a tRNS chunk",
+                        "16-bit RGB with a tRNS key colour", "Save the layer with its alpha matte as an RGBA PNG.")
                 image.load()
                 layer = _to_rgba(image) if convert else None
     except Image.DecompressionBombError as error:

@@ -43,7 +43,7 @@ def _add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guidance-scale", type=float, default=None, help="classifier-free guidance scale (default: the checkpoint's config)")
     parser.add_argument("--seed", type=int, default=0, help="seed of candidate 0; candidate k uses seed + k (default 0)")
     parser.add_argument("--max-candidates", type=int, default=8, help="largest n the validator accepts (default 8)")
-    parser.add_argument("--visible-tolerance", type=float, default=VisibleSettings.tolerance,
+    parser.add_argument("--visible-tolerance", type=float, default=None,
                         help="copy the input's pixels where the predicted layer is visible and its colour is "
                              f"within this mean difference in [0, 1] (default {VisibleSettings.tolerance})")
     parser.add_argument("--no-preserve-visible", action="store_true",
@@ -115,8 +115,11 @@ def _synthetic_training_split(samples: int, resolution: int, out: str) -> Path:
 def _predict_from_args(args) -> Path:
     from reference_model.predict import predict
 
+    if args.no_preserve_visible and args.visible_tolerance is not None:
+        raise SystemExit("--visible-tolerance has no effect with --no-preserve-visible; give only one of them")
+    tolerance = VisibleSettings.tolerance if args.visible_tolerance is None else args.visible_tolerance
     try:
-        visible = None if args.no_preserve_visible else VisibleSettings(tolerance=args.visible_tolerance)
+        visible = None if args.no_preserve_visible else VisibleSettings(tolerance=tolerance)
     except ValueError as error:
         raise SystemExit(f"--visible-tolerance: {error}") from None
     return predict(

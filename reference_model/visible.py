@@ -21,6 +21,7 @@ model's colours.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,8 +37,8 @@ class VisibleSettings:
     def __post_init__(self) -> None:
         if not 0.0 <= self.tolerance <= 1.0:
             raise ValueError(f"the visible tolerance must be in [0, 1], got {self.tolerance}")
-        if self.sigma < 0.0:
-            raise ValueError(f"the visible blur sigma must be at least 0 pixels, got {self.sigma}")
+        if not (math.isfinite(self.sigma) and self.sigma >= 0.0):
+            raise ValueError(f"the visible blur sigma must be a finite number of pixels >= 0, got {self.sigma}")
 
 
 DEFAULT_SETTINGS = VisibleSettings()

@@ -6,6 +6,7 @@ import io
 import json
 import multiprocessing
 import pickle
+import zlib
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
@@ -218,6 +219,29 @@ def test_no_alpha(tmp_path, split, kind, found):
     assert fields_of(report) == [
         ("image_no_alpha", "s0.png", "RGBA (or LA, or a palette with transparency)", found),
     ]
+
+
+def rgb16_png_with_key(width: int, height: int, key: int) -> bytes:
+    """Build a 16-bit RGB PNG whose pixels all equal its tRNS key colour (R = G = B = key)."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+
+    sample = key.to_bytes(2, "big") * 3
+    rows = b"".join(b"\x00" + sample * width for _ in range(height))
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([16, 2, 0, 0, 0])
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"tRNS", sample)
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def test_rgb16_transparency_key_rejected(tmp_path, split):
+    sample = split.samples[0]
+    data = rgb16_png_with_key(sample.width, sample.height, 0x1234)
+    report = check(tmp_path, split, [Entry("s0.png", data)] + layers_entries(["s1.png", "s2.png"]))
+    assert fields_of(report) == [
+        ("image_transparency_unsupported", "s0.png", "RGBA, LA, or 8-bit RGB, grey or palette with a tRNS chunk",
+         "16-bit RGB with a tRNS key colour"),
+    ]
+    assert report.problems[0].message == "16-bit RGB transparency key is not supported"
 
 
 def test_truncated_png(tmp_path, split):

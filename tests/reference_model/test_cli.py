@@ -41,3 +41,17 @@ def test_synthetic_split_generated_once(tmp_path):
     written = marker.stat().st_mtime_ns
     assert _synthetic_training_split(3, 64, str(tmp_path)) == folder
     assert marker.stat().st_mtime_ns == written
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--visible-tolerance", "1.5"], "--visible-tolerance: the visible tolerance must be in [0, 1], got 1.5"),
+    (["--visible-tolerance", "nan"], "--visible-tolerance: the visible tolerance must be in [0, 1], got nan"),
+    (["--visible-tolerance", "0.2", "--no-preserve-visible"],
+     "--visible-tolerance has no effect with --no-preserve-visible; give only one of them"),
+])
+def test_predict_visible_flags_checked(extra, message, tmp_path):
+    out = tmp_path / "preds.zip"
+    with pytest.raises(SystemExit) as error:
+        main(["predict", "--checkpoint", "missing", "--split", "missing", "--out", str(out), *extra])
+    assert str(error.value) == message
+    assert not out.exists()

@@ -80,7 +80,9 @@ def test_blur_smooths_reference_image():
 
 @pytest.mark.parametrize("settings, message", [
     (dict(tolerance=1.5), "the visible tolerance must be in [0, 1], got 1.5"),
-    (dict(sigma=-1.0), "the visible blur sigma must be at least 0 pixels, got -1.0"),
+    (dict(sigma=-1.0), "the visible blur sigma must be a finite number of pixels >= 0, got -1.0"),
+    (dict(sigma=float("nan")), "the visible blur sigma must be a finite number of pixels >= 0, got nan"),
+    (dict(sigma=float("inf")), "the visible blur sigma must be a finite number of pixels >= 0, got inf"),
 ])
 def test_invalid_settings_rejected(settings, message):
     with pytest.raises(ValueError) as error:
