@@ -47,8 +47,15 @@ def composite_over_gray(layer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def prepare_inputs(split: Split, sample: Sample, resolution: int) -> tuple[torch.Tensor, torch.Tensor, str]:
     """The image (3, R, R) and canvas (3, R, R) in [-1, 1], and the text ("" when absent)."""
-    image = split.read_image(sample).astype(np.float32) / 255
-    canvas = render_canvas(sample.prompt, sample.width, sample.height, resolution, split.read_mask_prompt(sample))
+    return inputs_from_arrays(split.read_image(sample), split.read_mask_prompt(sample), sample, resolution)
+
+
+def inputs_from_arrays(
+    pixels: np.ndarray, mask_prompt: np.ndarray | None, sample: Sample, resolution: int
+) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """Build `prepare_inputs`'s result from an image (uint8 (H, W, 3)) and mask prompt already read."""
+    image = pixels.astype(np.float32) / 255
+    canvas = render_canvas(sample.prompt, sample.width, sample.height, resolution, mask_prompt)
     text = sample.prompt.text or ""
     return to_tensor(resize_array(image, resolution)), to_tensor(canvas), text
 

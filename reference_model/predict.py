@@ -13,7 +13,7 @@ import torch
 from evaluator.split import Split, open_split
 from evaluator.submission import validate_submission, write_submission
 from reference_model.checkpoint import load_model
-from reference_model.data import prepare_inputs
+from reference_model.data import inputs_from_arrays
 from reference_model.networks import RefLayer
 from reference_model.sampling import generate
 from reference_model.visible import DEFAULT_SETTINGS, VisibleSettings, preserve_visible
@@ -37,10 +37,10 @@ def iter_predictions(
     seeds = [seed + k for k in range(candidates)]
     started = time.perf_counter()
     for index, sample in enumerate(split.samples, start=1):
-        image, canvas, text = prepare_inputs(split, sample, model.config.resolution)
+        pixels, mask = split.read_image(sample), split.read_mask_prompt(sample)
+        image, canvas, text = inputs_from_arrays(pixels, mask, sample, model.config.resolution)
         layers = generate(model, image, canvas, text, seeds, steps, guidance_scale, sample.width, sample.height)
         if visible is not None:
-            pixels, mask = split.read_image(sample), split.read_mask_prompt(sample)
             layers = [preserve_visible(layer, pixels, sample.layer_kind, mask, visible) for layer in layers]
         yield sample.sample_id, layers
         if index % 50 == 0 or index == len(split):
