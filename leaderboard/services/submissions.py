@@ -110,8 +110,11 @@ class SubmissionFields:
 
 
 def display_file_name(name: str | None) -> str:
-    """The last component of an uploaded file's name, without control characters, at
-    most 255 characters; "submission.zip" when nothing is left. Only for messages."""
+    """Return the last component of an uploaded file's name for messages.
+
+    Control characters are removed and the result is cut to 255 characters; when
+    nothing is left, the name is "submission.zip".
+    """
     base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
     base = "".join(character for character in base if character.isprintable()).strip()
     return base[:255] or "submission.zip"
