@@ -20,6 +20,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,8 +130,9 @@ def _open_inputs(split, submission, config: BenchmarkConfig) -> tuple[Split, Sub
     return split, submission
 
 
-def _complete_ground_truth(batch: list[dict], split: Split, cache: GtCache, networks: MetricNetworks) -> None:
-    """Add the network features to the batch's ground-truth entries the cache lacked, and store them."""
+def _complete_ground_truth(batch: list[dict], split: Split, networks: MetricNetworks, store: Callable) -> None:
+    """Add the network features to the batch's ground-truth entries the cache lacked, and pass
+    each to `store(sample_id, entry)`."""
     fresh = [item for item in batch if not item["gt_cached"]]
     rgba = [item["gt"] for item in fresh if item["gt"].rgb is not None]
     if rgba:
@@ -141,7 +143,7 @@ def _complete_ground_truth(batch: list[dict], split: Split, cache: GtCache, netw
             gt.clip_visible = embeddings[len(rgba) + j]
             gt.inception = features[j].astype(np.float32)
     for item in fresh:
-        cache.write(split.samples[item["index"]].sample_id, item["gt"])
+        store(split.samples[item["index"]].sample_id, item["gt"])
 
 
 def _rgb_metrics(items: list[dict], networks: MetricNetworks, n: int) -> tuple[dict, np.ndarray]:
@@ -150,8 +152,8 @@ def _rgb_metrics(items: list[dict], networks: MetricNetworks, n: int) -> tuple[d
     gts = [item["gt"] for item in items]
     predicted = np.concatenate([item["composites"] for item in items])  # (B * n, S, S, 3)
     predicted_visible = np.concatenate([item["restricted"] for item in items])
-    truth = np.repeat(np.stack([gt.rgb for gt in gts]), n, axis=0)
-    truth_visible = np.repeat(np.stack([gt.restricted for gt in gts]), n, axis=0)
+    truth = np.stack([gt.rgb for gt in gts])
+    truth_visible = np.stack([gt.restricted for gt in gts])
     direction = completion_direction(
         np.repeat(np.stack([gt.clip_full for gt in gts]), n, axis=0),
         np.repeat(np.stack([gt.clip_visible for gt in gts]), n, axis=0),
@@ -159,11 +161,44 @@ def _rgb_metrics(items: list[dict], networks: MetricNetworks, n: int) -> tuple[d
         np.repeat([gt.nothing_hidden for gt in gts], n),
     )
     values = {
-        "lpips_vis": networks.lpips_distance(truth_visible, predicted_visible),
+        "lpips_vis": networks.lpips_distance(truth_visible, predicted_visible, n),
         "dir": direction,
-        "lpips_comp": networks.lpips_distance(predicted, truth),
+        "lpips_comp": networks.lpips_distance(truth, predicted, n),
     }
     return values, networks.inception_features(predicted[::n])
+
+
+def _score_batches(split: Split, loader, networks: MetricNetworks, n: int, store: Callable,
+                   progress: Callable[[int], None] | None) -> tuple[list, list, list, list]:
+    """Score the loader's batches: (table rows, FID groups, prediction and ground-truth features)."""
+    rows: list[dict] = []
+    fid_groups: list[list[str]] = []
+    prediction_features, truth_features = [], []
+    for batch in loader:
+        for item in batch:
+            if "error" in item:
+                raise SubmissionError(item["error"])
+        _complete_ground_truth(batch, split, networks, store)
+        rgba = [item for item in batch if item["gt"].rgb is not None]
+        values, features = _rgb_metrics(rgba, networks, n) if rgba else ({}, None)
+        position = {id(item): j for j, item in enumerate(rgba)}
+        for item in batch:
+            sample = split.samples[item["index"]]
+            j = position.get(id(item))
+            if j is not None:
+                fid_groups.append([group_name(group) for group in sample_groups(sample)])
+                prediction_features.append(features[j].astype(np.float32))
+                truth_features.append(item["gt"].inception)
+            for k in range(n):
+                row = _sample_row(sample, k)
+                for name in ("lpips_vis", "dir", "lpips_comp"):
+                    row[name] = math.nan if j is None else float(values[name][j * n + k])
+                row["iou"] = float(item["iou"][k])
+                row["iou_occ"] = float(item["iou_occ"][k])
+                rows.append(row)
+        if progress is not None:
+            progress(len(batch))
+    return rows, fid_groups, prediction_features, truth_features
 
 
 def score_chunk(
@@ -207,34 +242,20 @@ def score_chunk(
     logger.info("scoring samples %d..%d of %s on %s", start, stop, split.path, context.device)
 
     n = submission.n_candidates
-    rows: list[dict] = []
-    fid_groups: list[list[str]] = []
-    prediction_features, truth_features = [], []
     dataset = ScoringDataset(split, submission, indices, cache, config.eval_size, context.background)
-    for batch in make_loader(dataset, config.batch_size, workers):
-        for item in batch:
-            if "error" in item:
-                raise SubmissionError(item["error"])
-        _complete_ground_truth(batch, split, cache, context.networks)
-        rgba = [item for item in batch if item["gt"].rgb is not None]
-        values, features = _rgb_metrics(rgba, context.networks, n) if rgba else ({}, None)
-        position = {id(item): j for j, item in enumerate(rgba)}
-        for item in batch:
-            sample = split.samples[item["index"]]
-            j = position.get(id(item))
-            if j is not None:
-                fid_groups.append([group_name(group) for group in sample_groups(sample)])
-                prediction_features.append(features[j].astype(np.float32))
-                truth_features.append(item["gt"].inception)
-            for k in range(n):
-                row = _sample_row(sample, k)
-                for name in ("lpips_vis", "dir", "lpips_comp"):
-                    row[name] = math.nan if j is None else float(values[name][j * n + k])
-                row["iou"] = float(item["iou"][k])
-                row["iou_occ"] = float(item["iou_occ"][k])
-                rows.append(row)
-        if progress is not None:
-            progress(len(batch))
+    # Cache entries are serialised and written on a thread, beside the forward passes;
+    # the chunk returns only after every write has finished (or raises its error).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gt-cache") as writer:
+        writes = []
+
+        def store(sample_id: str, entry) -> None:
+            writes.append(writer.submit(cache.write, sample_id, entry))
+
+        rows, fid_groups, prediction_features, truth_features = _score_batches(
+            split, make_loader(dataset, config.batch_size, workers), context.networks, n, store, progress
+        )
+        for write in writes:
+            write.result()
 
     dims = int(config.inception.get("dims", 2048))
     return ChunkResult(

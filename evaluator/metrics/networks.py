@@ -89,6 +89,16 @@ _INITIALISERS = (
 )
 
 
+def _read_state(path: Path) -> dict:
+    """torch.load a state dict, memory-mapped when the file is in the zip format.
+
+    Memory mapping reads only the tensors that are used (LPIPS takes AlexNet's
+    convolutions, about 10 of its 233 MB). Files in the older pickle format are
+    read whole.
+    """
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+
+
 def _unchanged(tensor: torch.Tensor, *args, **kwargs) -> torch.Tensor:
     return tensor
 
@@ -117,7 +127,7 @@ def load_lpips(weights_dir: Path, config: BenchmarkConfig) -> lpips.LPIPS:
     path = require_file(weights_dir, ALEXNET.path)
     with _without_random_init():
         model = build_lpips(config)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = _read_state(path)
     trunk = {}
     for key, value in state.items():
         parts = key.split(".")
@@ -184,7 +194,7 @@ def _read_clip_state(path: Path) -> dict:
         for key in ("input_resolution", "context_length", "vocab_size"):
             state.pop(key, None)
         return state
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return _read_state(path)
 
 
 def load_clip(weights_dir: Path, config: BenchmarkConfig) -> ClipEmbedder:
@@ -247,7 +257,9 @@ class FidInception(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(images, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
-        x = self.blocks(2 * x - 1)
+        # Channels-last convolutions run about twice as fast on a CPU for these
+        # blocks; `load_inception` stores the weights in the same layout.
+        x = self.blocks((2 * x - 1).contiguous(memory_format=torch.channels_last))
         return F.adaptive_avg_pool2d(x, output_size=(1, 1)).flatten(1)
 
 
@@ -257,12 +269,13 @@ def load_inception(weights_dir: Path, config: BenchmarkConfig) -> FidInception:
     with _without_random_init():
         inception = build_fid_inception_v3()
     try:
-        inception.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
+        inception.load_state_dict(_read_state(path), strict=True)
     except RuntimeError as error:
         raise WeightsError(f"{path} is not the FID Inception-v3 state dict: {error}") from None
     dims = int(config.inception.get("dims", 2048))
     input_size = int(config.inception.get("input_size", 299))
-    return FidInception(inception, dims, input_size).eval().requires_grad_(False)
+    model = FidInception(inception, dims, input_size).eval().requires_grad_(False)
+    return model.to(memory_format=torch.channels_last)
 
 
 # Stand-ins ----------------------------------------------------------------------------

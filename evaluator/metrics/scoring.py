@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import lpips
 import numpy as np
 import torch
 
@@ -53,14 +54,33 @@ class MetricNetworks:
         for start in range(0, count, self.batch_size):
             yield slice(start, min(start + self.batch_size, count))
 
+    def _lpips_features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The channel-normalised AlexNet feature maps of images in [-1, 1], as LPIPS computes them."""
+        return [lpips.normalize_tensor(output) for output in self.lpips.net(self.lpips.scaling_layer(images))]
+
     @torch.no_grad()
-    def lpips_distance(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
-        """LPIPS between paired images, inputs scaled to [-1, 1]; float64 (N,)."""
-        out = np.empty(len(first), dtype=np.float64)
-        for part in self._slices(len(first)):
-            a = self._unit_range(first[part]) * 2 - 1
-            b = self._unit_range(second[part]) * 2 - 1
-            out[part] = self.lpips(a, b).flatten().double().cpu().numpy()
+    def lpips_distance(self, first: np.ndarray, second: np.ndarray, repeats: int = 1) -> np.ndarray:
+        """LPIPS between paired images, inputs scaled to [-1, 1]; float64 (len(second),).
+
+        Row i of `second` is paired with row i // repeats of `first`, so a sample's
+        ground truth passes through AlexNet once for all of its `repeats` candidates.
+        The arithmetic is that of `lpips.LPIPS.forward` (version 0.1, not spatial).
+        """
+        if len(second) != len(first) * repeats:
+            raise ValueError(f"lpips_distance needs {len(first)} x {repeats} second images, found {len(second)}")
+        out = np.empty(len(second), dtype=np.float64)
+        # A slice holds at most batch_size first images and batch_size second images.
+        per_slice = max(1, self.batch_size // repeats)
+        for start in range(0, len(first), per_slice):
+            stop = min(start + per_slice, len(first))
+            a = self._unit_range(first[start:stop]) * 2 - 1
+            b = self._unit_range(second[start * repeats:stop * repeats]) * 2 - 1
+            features = self._lpips_features(torch.cat([a, b]))
+            total = 0
+            for layer, linear in zip(features, self.lpips.lins, strict=True):
+                ours, theirs = layer[: len(a)].repeat_interleave(repeats, dim=0), layer[len(a):]
+                total = total + linear((ours - theirs) ** 2).mean(dim=(2, 3))
+            out[start * repeats:stop * repeats] = total.flatten().double().cpu().numpy()
         return out
 
     @torch.no_grad()

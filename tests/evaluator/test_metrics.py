@@ -164,3 +164,20 @@ def test_direction_cases():
 def test_direction_zero_target_nan():
     same = np.stack([unit([1, 2, 3])])
     assert math.isnan(completion_direction(same, same, np.stack([unit([3, 2, 1])]), np.array([False]))[0])
+
+
+def test_lpips_repeats_pair_each_candidate_with_its_sample(scoring_context):
+    photos = [data.astronaut(), data.coffee(), data.chelsea()]
+    truths = np.stack([prepare_layer(photo_layer(photo), 64, BACKGROUND) for photo in photos])
+    # Three samples with two candidates each: the other photos, in turn.
+    candidates = np.stack([truths[(i + k) % 3] for i in range(3) for k in (1, 2)])
+    shared = scoring_context.networks.lpips_distance(truths, candidates, repeats=2)
+    one_by_one = [
+        scoring_context.networks.lpips_distance(truths[i // 2][None], candidates[i][None])[0] for i in range(6)
+    ]
+    assert shared == pytest.approx(one_by_one, rel=1e-5)
+    # LPIPS is symmetric: astronaut against coffee (row 0) equals coffee against astronaut (row 3).
+    assert shared[0] == pytest.approx(shared[3], rel=1e-5)
+    assert len(set(np.round(shared, 6))) == 3
+    with pytest.raises(ValueError, match="lpips_distance needs 3 x 2 second images, found 5"):
+        scoring_context.networks.lpips_distance(truths, candidates[:5], repeats=2)

@@ -208,3 +208,18 @@ def test_context_config_mismatch(split_path, submissions, scoring_context):
 def test_chunk_outside_split(split_path, submissions, tiny_config, scoring_context):
     with pytest.raises(ValueError, match=rf"chunk \[10, 20\) is outside the split's samples \[0, {SAMPLES}\)"):
         score_chunk(split_path, submissions["truth"], 10, 20, tiny_config, context=scoring_context)
+
+
+def test_candidate_scores_do_not_depend_on_other_candidates(split_path, submissions, tiny_config, scoring_context,
+                                                            cache_dir, tmp_path):
+    split = Split(split_path)
+    both = write_submission(tmp_path / "both.zip", (
+        (sample.sample_id, [blur(split.read_gt_layer(sample)), split.read_gt_layer(sample)]) for sample in split
+    ))
+    paired = aggregate(score(split_path, both, tiny_config, scoring_context, cache_dir), tiny_config).samples
+    for k, name in enumerate(("blurred", "truth")):
+        alone = aggregate(score(split_path, submissions[name], tiny_config, scoring_context, cache_dir), tiny_config)
+        ours = paired[paired["candidate"] == k].reset_index(drop=True)
+        theirs = alone.samples
+        for column in ("lpips_vis", "dir", "lpips_comp", "iou", "iou_occ"):
+            np.testing.assert_allclose(ours[column], theirs[column], rtol=1e-5, atol=1e-7, err_msg=column)

@@ -5,6 +5,7 @@ import json
 import shutil
 import socket
 import threading
+import zipfile
 
 import pytest
 import torch
@@ -12,7 +13,14 @@ import torch
 from evaluator import weights
 from evaluator.cli import main
 from evaluator.metrics.networks import load_clip, load_inception, load_lpips
-from evaluator.weights import WeightsError, check_weights, weights_fingerprint, write_manifest
+from evaluator.weights import (
+    ALEXNET,
+    INCEPTION,
+    WeightsError,
+    check_weights,
+    weights_fingerprint,
+    write_manifest,
+)
 
 
 def test_make_test_writes_layout(stand_in_weights, tiny_config):
@@ -185,3 +193,18 @@ def test_fetch_rejects_wrong_checksum(local_server, monkeypatch, tmp_path, capsy
     assert "expected " + "0" * 64 + "; the file was deleted, so retry" in error
     assert not (target / "clip/ViT-L-14-openai.pt").exists()
     assert not (target / "clip/ViT-L-14-openai.pt.part").exists()
+
+
+def test_pickle_format_weights_load_like_zip_format(tmp_path, stand_in_weights, tiny_config):
+    # Some published weight files predate torch's zip format; they cannot be memory-mapped.
+    folder = tmp_path / "weights"
+    shutil.copytree(stand_in_weights, folder)
+    for relative in (ALEXNET.path, INCEPTION.path):
+        state = torch.load(folder / relative, weights_only=True)
+        torch.save(state, folder / relative, _use_new_zipfile_serialization=False)
+        assert not zipfile.is_zipfile(folder / relative)
+    images = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(load_lpips(folder, tiny_config)(images, images.flip(0)),
+                           load_lpips(stand_in_weights, tiny_config)(images, images.flip(0)))
+        assert torch.equal(load_inception(folder, tiny_config)(images), load_inception(stand_in_weights, tiny_config)(images))
