@@ -55,16 +55,24 @@ from evaluator.submission import SubmissionArchive, write_submission  # noqa: E4
 from evaluator.synthetic.engine import make_synthetic_split  # noqa: E402
 
 
-def make_inputs(folder: Path, samples: int, size: int) -> tuple[Path, Path, Path]:
-    """Write a split and two single-candidate submissions: darkened and brightened ground truth."""
+def make_inputs(folder: Path, samples: int, size: int, candidates: int = 1) -> tuple[Path, Path, Path]:
+    """Write a split and two submissions: darkened and brightened ground truth.
+
+    Candidate k of a sample is the ground truth scaled by the submission's factor
+    times 1 - 0.05 k.
+    """
     split_path = make_synthetic_split(folder, samples=samples, size=size, seed=0)
     split = Split(split_path)
 
+    def scaled(layer: np.ndarray, factor: float) -> np.ndarray:
+        layer = layer.copy()
+        layer[..., :3] = np.clip(layer[..., :3] * factor, 0, 255).astype(np.uint8)
+        return layer
+
     def shifted(factor: float):
         for sample in split:
-            layer = split.read_gt_layer(sample).copy()
-            layer[..., :3] = np.clip(layer[..., :3] * factor, 0, 255).astype(np.uint8)
-            yield sample.sample_id, [layer]
+            layer = split.read_gt_layer(sample)
+            yield sample.sample_id, [scaled(layer, factor * (1 - 0.05 * k)) for k in range(candidates)]
 
     first = write_submission(folder / "first.zip", shifted(0.8))
     second = write_submission(folder / "second.zip", shifted(1.2))
@@ -72,7 +80,10 @@ def make_inputs(folder: Path, samples: int, size: int) -> tuple[Path, Path, Path
 
 
 def naive_score(split_path: Path, zip_path: Path, config, weights_dir: Path, device) -> tuple[dict, dict]:
-    """Score sample by sample with batch size 1; return metrics per sample id and FID per layer kind."""
+    """Score sample by sample with batch size 1.
+
+    Returns the metrics per (sample id, candidate) and the FID per layer kind.
+    """
     networks = MetricNetworks(weights_dir, config, device, batch_size=1)
     split = Split(split_path)
     submission = SubmissionArchive(zip_path, split, config.max_candidates)
@@ -92,20 +103,23 @@ def naive_score(split_path: Path, zip_path: Path, config, weights_dir: Path, dev
         f_g = networks.clip_embedding(truth[None])
         f_gv = networks.clip_embedding(truth_visible[None])
 
-        candidate = submission.read_candidate(sample.sample_id, 0)
-        predicted = prepare_layer(candidate, size, background)
-        predicted_visible = restrict(predicted, visible_eval, background)
-        iou, iou_occ = amodal_ious(amodal_mask(candidate), truth_mask, visible)
-        values[sample.sample_id] = {
-            "lpips_vis": networks.lpips_distance(truth_visible[None], predicted_visible[None])[0],
-            "dir": completion_direction(f_g, f_gv, networks.clip_embedding(predicted[None]), nothing_hidden)[0],
-            "lpips_comp": networks.lpips_distance(predicted[None], truth[None])[0],
-            "iou": iou,
-            "iou_occ": iou_occ,
-        }
-        predicted_stats, truth_stats = stats[sample.layer_kind]
-        predicted_stats.add_features(networks.inception_features(predicted[None]))
-        truth_stats.add_features(networks.inception_features(truth[None]))
+        for k in range(submission.n_candidates):
+            candidate = submission.read_candidate(sample.sample_id, k)
+            predicted = prepare_layer(candidate, size, background)
+            predicted_visible = restrict(predicted, visible_eval, background)
+            iou, iou_occ = amodal_ious(amodal_mask(candidate), truth_mask, visible)
+            f_p = networks.clip_embedding(predicted[None])
+            values[sample.sample_id, k] = {
+                "lpips_vis": networks.lpips_distance(truth_visible[None], predicted_visible[None])[0],
+                "dir": completion_direction(f_g, f_gv, f_p, nothing_hidden)[0],
+                "lpips_comp": networks.lpips_distance(predicted[None], truth[None])[0],
+                "iou": iou,
+                "iou_occ": iou_occ,
+            }
+            if k == 0:
+                predicted_stats, truth_stats = stats[sample.layer_kind]
+                predicted_stats.add_features(networks.inception_features(predicted[None]))
+                truth_stats.add_features(networks.inception_features(truth[None]))
     return values, {kind: frechet_distance(*pair) for kind, pair in stats.items()}
 
 
@@ -127,6 +141,7 @@ def measure_rss(args, weights_dir: Path, samples: int) -> dict:
         sys.executable, __file__, "--rss-child", "--samples", str(samples), "--size", str(args.size),
         "--config", args.config, "--weights", str(weights_dir), "--workers", str(args.workers),
         "--chunk-size", str(args.chunk_size), "--batch-size", str(args.batch_size),
+        "--candidates", str(args.candidates),
     ]
     if args.threads:
         command += ["--threads", str(args.threads)]
@@ -142,7 +157,7 @@ def load_benchmark_config(args):
 def rss_child(args) -> None:
     config = load_benchmark_config(args)
     with tempfile.TemporaryDirectory() as folder:
-        split_path, first, _ = make_inputs(Path(folder), args.samples, args.size)
+        split_path, first, _ = make_inputs(Path(folder), args.samples, args.size, args.candidates)
         _, seconds = timed(score_submission, split_path, first, config=config, weights_dir=args.weights,
                            progress=False, device=args.device, workers=args.workers,
                            cache_dir=Path(folder) / "cache")
@@ -150,11 +165,11 @@ def rss_child(args) -> None:
 
 
 def compare(batched, naive_values: dict, naive_fid: dict) -> dict:
-    table = batched.samples[batched.samples["candidate"] == 0].set_index("sample_id")
+    table = batched.samples.set_index(["sample_id", "candidate"])
     differences = {}
     for name in ("lpips_vis", "dir", "lpips_comp", "iou", "iou_occ"):
         ours = table[name].to_numpy()
-        theirs = np.array([naive_values[sample_id][name] for sample_id in table.index])
+        theirs = np.array([naive_values[key][name] for key in table.index])
         both = ~(np.isnan(ours) | np.isnan(theirs))
         if (np.isnan(ours) != np.isnan(theirs)).any():
             differences[name] = "NaN pattern differs"
@@ -177,6 +192,7 @@ def main() -> None:
                         help="samples per chunk (default 256, as reflade-v1; test-tiny's own is small for tests)")
     parser.add_argument("--batch-size", type=int, default=16,
                         help="samples per forward pass of the batched pipeline (default 16, as reflade-v1)")
+    parser.add_argument("--candidates", type=int, default=1, help="candidates per sample in each submission")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's own)")
     parser.add_argument("--rss", action="store_true", help="also measure peak RSS at --samples and 10x")
     parser.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
@@ -194,14 +210,16 @@ def main() -> None:
         weights_dir = Path(args.weights) if args.weights else folder / "weights"
         if not args.weights:
             make_test_weights(weights_dir, config)
-        (split_path, first, second), setup_seconds = timed(make_inputs, folder / "data", args.samples, args.size)
+        (split_path, first, second), setup_seconds = timed(
+            make_inputs, folder / "data", args.samples, args.size, args.candidates
+        )
         common = dict(config=config, weights_dir=weights_dir, progress=False, device=str(device),
                       workers=args.workers, cache_dir=folder / "cache")
         batched, batched_seconds = timed(score_submission, split_path, first, **common)
         _, warm_seconds = timed(score_submission, split_path, second, **common)
         (naive_values, naive_fid), naive_seconds = timed(naive_score, split_path, first, config, weights_dir, device)
         result = {
-            "samples": args.samples, "size": args.size, "config": config.name, "eval_size": config.eval_size,
+            "samples": args.samples, "candidates": args.candidates, "size": args.size, "config": config.name, "eval_size": config.eval_size,
             "device": str(device), "threads": torch.get_num_threads(), "workers": args.workers,
             "chunk_size": config.chunk_size, "batch_size": config.batch_size,
             "setup_seconds": round(setup_seconds, 1),

@@ -32,7 +32,7 @@ from evaluator.aggregate import aggregate_samples
 from evaluator.config import BenchmarkConfig, load_config
 from evaluator.fid import FidStats, frechet_distance
 from evaluator.groups import group_name, sample_groups
-from evaluator.gt_cache import GtCache, ground_truth_version, resolve_cache_dir
+from evaluator.gt_cache import CACHE_ENV, GtCache, ground_truth_version, resolve_cache_dir
 from evaluator.metrics import metrics_version
 from evaluator.metrics.images import background_bytes
 from evaluator.metrics.scoring import MetricNetworks, completion_direction, pick_device
@@ -243,8 +243,8 @@ def score_chunk(
 
     n = submission.n_candidates
     dataset = ScoringDataset(split, submission, indices, cache, config.eval_size, context.background)
-    # Cache entries are serialised and written on a thread, beside the forward passes;
-    # the chunk returns only after every write has finished (or raises its error).
+    # A thread serialises and writes the cache entries while the forward passes run.
+    # The chunk returns after every write has finished.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gt-cache") as writer:
         writes = []
 
@@ -254,8 +254,7 @@ def score_chunk(
         rows, fid_groups, prediction_features, truth_features = _score_batches(
             split, make_loader(dataset, config.batch_size, workers), context.networks, n, store, progress
         )
-        for write in writes:
-            write.result()
+        _report_failed_writes(writes, cache)
 
     dims = int(config.inception.get("dims", 2048))
     return ChunkResult(
@@ -272,6 +271,27 @@ def score_chunk(
             "seconds": time.monotonic() - started,
         },
     )
+
+
+def _report_failed_writes(writes: list, cache: GtCache) -> None:
+    """Log one warning when cache writes failed with an OSError, and re-raise any other error.
+
+    The cache only saves work, so an unwritable cache folder (no space, no
+    permission, a file in its place) slows later submissions but changes no score.
+    """
+    failed = []
+    for write in writes:
+        error = write.exception()
+        if isinstance(error, OSError):
+            failed.append(error)
+        elif error is not None:
+            raise error
+    if failed:
+        logger.warning(
+            "could not write %d ground-truth cache entries to %s (first error: %s); the scores are "
+            "complete, but the next submission recomputes these samples; point --cache or %s at a "
+            "writable folder", len(failed), cache.folder, failed[0], CACHE_ENV,
+        )
 
 
 def _sample_row(sample, k: int) -> dict:

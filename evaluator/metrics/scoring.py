@@ -69,7 +69,7 @@ class MetricNetworks:
         if len(second) != len(first) * repeats:
             raise ValueError(f"lpips_distance needs {len(first)} x {repeats} second images, found {len(second)}")
         out = np.empty(len(second), dtype=np.float64)
-        # A slice holds at most batch_size first images and batch_size second images.
+        # Each slice contains at most batch_size images of each of `first` and `second`.
         per_slice = max(1, self.batch_size // repeats)
         for start in range(0, len(first), per_slice):
             stop = min(start + per_slice, len(first))

@@ -166,7 +166,7 @@ def test_direction_zero_target_nan():
     assert math.isnan(completion_direction(same, same, np.stack([unit([3, 2, 1])]), np.array([False]))[0])
 
 
-def test_lpips_repeats_pair_each_candidate_with_its_sample(scoring_context):
+def test_lpips_repeats_pair_with_sample(scoring_context):
     photos = [data.astronaut(), data.coffee(), data.chelsea()]
     truths = np.stack([prepare_layer(photo_layer(photo), 64, BACKGROUND) for photo in photos])
     # Three samples with two candidates each: the other photos, in turn.

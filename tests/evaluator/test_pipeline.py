@@ -210,8 +210,8 @@ def test_chunk_outside_split(split_path, submissions, tiny_config, scoring_conte
         score_chunk(split_path, submissions["truth"], 10, 20, tiny_config, context=scoring_context)
 
 
-def test_candidate_scores_do_not_depend_on_other_candidates(split_path, submissions, tiny_config, scoring_context,
-                                                            cache_dir, tmp_path):
+def test_candidates_scored_independently(split_path, submissions, tiny_config, scoring_context, cache_dir,
+                                         tmp_path):
     split = Split(split_path)
     both = write_submission(tmp_path / "both.zip", (
         (sample.sample_id, [blur(split.read_gt_layer(sample)), split.read_gt_layer(sample)]) for sample in split
@@ -223,3 +223,16 @@ def test_candidate_scores_do_not_depend_on_other_candidates(split_path, submissi
         theirs = alone.samples
         for column in ("lpips_vis", "dir", "lpips_comp", "iou", "iou_occ"):
             np.testing.assert_allclose(ours[column], theirs[column], rtol=1e-5, atol=1e-7, err_msg=column)
+
+
+def test_unwritable_cache_keeps_scores(split_path, submissions, tiny_config, scoring_context, tmp_path, truth_result,
+                                       caplog):
+    blocked = tmp_path / "cache"
+    blocked.write_text("a file where the cache folder should be")
+    with caplog.at_level("WARNING", logger="evaluator.pipeline"):
+        results = score(split_path, submissions["truth"], tiny_config, scoring_context, blocked)
+    pd.testing.assert_frame_equal(aggregate(results, tiny_config).samples, truth_result.samples)
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert warnings[0].startswith(f"could not write {SAMPLES} ground-truth cache entries to {blocked / 'gt'}/")
+    assert warnings[0].endswith("point --cache or REFLADE_CACHE at a writable folder")

@@ -195,7 +195,7 @@ def test_fetch_rejects_wrong_checksum(local_server, monkeypatch, tmp_path, capsy
     assert not (target / "clip/ViT-L-14-openai.pt.part").exists()
 
 
-def test_pickle_format_weights_load_like_zip_format(tmp_path, stand_in_weights, tiny_config):
+def test_pickle_format_weights_load(tmp_path, stand_in_weights, tiny_config):
     # Some published weight files predate torch's zip format; they cannot be memory-mapped.
     folder = tmp_path / "weights"
     shutil.copytree(stand_in_weights, folder)
