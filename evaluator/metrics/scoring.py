@@ -69,7 +69,8 @@ class MetricNetworks:
         if len(second) != len(first) * repeats:
             raise ValueError(f"lpips_distance needs {len(first)} x {repeats} second images, found {len(second)}")
         out = np.empty(len(second), dtype=np.float64)
-        # Each slice contains at most batch_size images of each of `first` and `second`.
+        # Each slice contains at most batch_size images of `first` and at most
+        # max(batch_size, repeats) images of `second`.
         per_slice = max(1, self.batch_size // repeats)
         for start in range(0, len(first), per_slice):
             stop = min(start + per_slice, len(first))
