@@ -16,6 +16,7 @@ sample never leave a torn file; the last identical write wins.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import io
@@ -23,6 +24,7 @@ import logging
 import os
 import tarfile
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -140,8 +142,23 @@ class GtCache:
     def has(self, sample_id: str) -> bool:
         return self.path(sample_id).is_file()
 
-    def read(self, sample_id: str, background: np.ndarray) -> GtEntry:
-        return GtEntry.from_bytes(self.path(sample_id).read_bytes(), background)
+    def read(self, sample_id: str, background: np.ndarray) -> GtEntry | None:
+        """Return the sample's entry, or None when it is missing or cannot be read.
+
+        An unreadable entry (a disk error, or a file damaged outside this code) is
+        logged and deleted, so the caller recomputes it and writes it again.
+        """
+        path = self.path(sample_id)
+        if not path.is_file():
+            return None
+        try:
+            return GtEntry.from_bytes(path.read_bytes(), background)
+        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as error:
+            logger.warning("ground-truth cache entry %s is unreadable (%s: %s); recomputing it",
+                           path, type(error).__name__, error)
+            with contextlib.suppress(OSError):
+                path.unlink()
+            return None
 
     def write(self, sample_id: str, entry: GtEntry) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -149,6 +166,9 @@ class GtCache:
         try:
             with os.fdopen(handle, "wb") as file:
                 file.write(entry.to_bytes())
+                # On disk before the rename, so a crash leaves no renamed but empty entry.
+                file.flush()
+                os.fsync(file.fileno())
             os.replace(temporary, self.path(sample_id))
         except BaseException:
             Path(temporary).unlink(missing_ok=True)

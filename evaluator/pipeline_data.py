@@ -79,10 +79,9 @@ class ScoringDataset(Dataset):
     def __getitem__(self, position: int) -> dict:
         index = self.indices[position]
         sample = self.split.samples[index]
-        cached = self.cache.has(sample.sample_id)
-        if cached:
-            gt = self.cache.read(sample.sample_id, self.background)
-        else:
+        gt = self.cache.read(sample.sample_id, self.background)
+        cached = gt is not None
+        if not cached:
             gt = prepare_ground_truth(self.split, sample, self.size, self.background)
         composites, restricted, ious, ious_occ = [], [], [], []
         for k in range(self.submission.n_candidates):

@@ -37,6 +37,7 @@ from evaluator.weights import (
     STAND_IN_SEED,
     WeightsError,
     clip_file_name,
+    fetch_command,
     require_file,
     write_manifest,
 )
@@ -89,14 +90,35 @@ _INITIALISERS = (
 )
 
 
-def _read_state(path: Path) -> dict:
-    """torch.load a state dict, memory-mapped when the file is in the zip format.
+def _starts_as_zip(path: Path) -> bool:
+    """Return whether the file begins with a zip local header, as torch's zip format does.
+
+    `zipfile.is_zipfile` looks for the end record near the end of the file instead,
+    which a pickle-format file can contain by chance.
+    """
+    with open(path, "rb") as handle:
+        return handle.read(4) == b"PK\x03\x04"
+
+
+def _read_state(path: Path, weights_dir: Path) -> dict:
+    """Read a state dict with torch.load, memory-mapped when the file is in the zip format.
 
     Memory mapping reads only the tensors that are used (LPIPS takes AlexNet's
     convolutions, about 10 of its 233 MB). Files in the older pickle format are
-    read whole.
+    read whole. A file that cannot be read raises a `WeightsError` naming it.
     """
-    return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=_starts_as_zip(path))
+    except Exception as error:  # torch raises RuntimeError, EOFError, UnpicklingError and more
+        raise _unreadable(path, weights_dir, error) from None
+
+
+def _unreadable(path: Path, weights_dir: Path, error: Exception) -> WeightsError:
+    return WeightsError(
+        f"weights file {path} could not be read ({type(error).__name__}: {error}); check the folder "
+        f"with `python -m evaluator weights check --dir {weights_dir}` and replace the file with "
+        f"`{fetch_command(weights_dir)}`"
+    )
 
 
 def _unchanged(tensor: torch.Tensor, *args, **kwargs) -> torch.Tensor:
@@ -127,7 +149,7 @@ def load_lpips(weights_dir: Path, config: BenchmarkConfig) -> lpips.LPIPS:
     path = require_file(weights_dir, ALEXNET.path)
     with _without_random_init():
         model = build_lpips(config)
-    state = _read_state(path)
+    state = _read_state(path, weights_dir)
     trunk = {}
     for key, value in state.items():
         parts = key.split(".")
@@ -185,16 +207,21 @@ def build_clip(config: BenchmarkConfig) -> nn.Module:
     return open_clip.create_model(clip["model"], pretrained=None, force_quick_gelu=_clip_quick_gelu(clip))
 
 
-def _read_clip_state(path: Path) -> dict:
+def _read_clip_state(path: Path, weights_dir: Path) -> dict:
     """Read a state dict from OpenAI's TorchScript archive or from a plain `torch.save` file."""
-    with zipfile.ZipFile(path) as archive:
-        scripted = any(name.endswith("/constants.pkl") for name in archive.namelist())
+    if not _starts_as_zip(path):
+        return _read_state(path, weights_dir)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            scripted = any(name.endswith("/constants.pkl") for name in archive.namelist())
+    except (OSError, zipfile.BadZipFile) as error:
+        raise _unreadable(path, weights_dir, error) from None
     if scripted:
         state = torch.jit.load(str(path), map_location="cpu").state_dict()
         for key in ("input_resolution", "context_length", "vocab_size"):
             state.pop(key, None)
         return state
-    return _read_state(path)
+    return _read_state(path, weights_dir)
 
 
 def load_clip(weights_dir: Path, config: BenchmarkConfig) -> ClipEmbedder:
@@ -203,10 +230,12 @@ def load_clip(weights_dir: Path, config: BenchmarkConfig) -> ClipEmbedder:
     with _without_random_init():
         model = build_clip(config)
     try:
-        state = _read_clip_state(path)
+        state = _read_clip_state(path, weights_dir)
         # NOTE: the OpenAI archive path follows open_clip's own loader (same key names);
         # it was not run here because the real file cannot be downloaded on this machine.
         model.load_state_dict(state, strict=True)
+    except WeightsError:
+        raise
     except (RuntimeError, zipfile.BadZipFile) as error:
         raise WeightsError(f"{path} does not fit the CLIP model {config.clip['model']}: {error}") from None
     mean, std = _clip_normalisation(config.clip)
@@ -268,8 +297,9 @@ def load_inception(weights_dir: Path, config: BenchmarkConfig) -> FidInception:
     path = require_file(weights_dir, INCEPTION.path)
     with _without_random_init():
         inception = build_fid_inception_v3()
+    state = _read_state(path, weights_dir)
     try:
-        inception.load_state_dict(_read_state(path), strict=True)
+        inception.load_state_dict(state, strict=True)
     except RuntimeError as error:
         raise WeightsError(f"{path} is not the FID Inception-v3 state dict: {error}") from None
     dims = int(config.inception.get("dims", 2048))

@@ -55,16 +55,21 @@ class MetricNetworks:
             yield slice(start, min(start + self.batch_size, count))
 
     def _lpips_features(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """The channel-normalised AlexNet feature maps of images in [-1, 1], as LPIPS computes them."""
-        return [lpips.normalize_tensor(output) for output in self.lpips.net(self.lpips.scaling_layer(images))]
+        """Compute the channel-normalised AlexNet feature maps of images in [-1, 1], as LPIPS does.
+
+        Version 0.1 scales the inputs first. Version 0.0 does not (a bug of that release).
+        """
+        if self.lpips.version == "0.1":
+            images = self.lpips.scaling_layer(images)
+        return [lpips.normalize_tensor(output) for output in self.lpips.net(images)]
 
     @torch.no_grad()
     def lpips_distance(self, first: np.ndarray, second: np.ndarray, repeats: int = 1) -> np.ndarray:
-        """LPIPS between paired images, inputs scaled to [-1, 1]; float64 (len(second),).
+        """Return the LPIPS distances of paired images, inputs scaled to [-1, 1]: float64 (len(second),).
 
         Row i of `second` is paired with row i // repeats of `first`, so a sample's
         ground truth passes through AlexNet once for all of its `repeats` candidates.
-        The arithmetic is that of `lpips.LPIPS.forward` (version 0.1, not spatial).
+        The arithmetic is that of `lpips.LPIPS.forward` (not spatial).
         """
         if len(second) != len(first) * repeats:
             raise ValueError(f"lpips_distance needs {len(first)} x {repeats} second images, found {len(second)}")

@@ -1,3 +1,4 @@
+import dataclasses
 import math
 import warnings
 
@@ -181,3 +182,21 @@ def test_lpips_repeats_pair_with_sample(scoring_context):
     assert len(set(np.round(shared, 6))) == 3
     with pytest.raises(ValueError, match="lpips_distance needs 3 x 2 second images, found 5"):
         scoring_context.networks.lpips_distance(truths, candidates[:5], repeats=2)
+
+
+@pytest.mark.parametrize("version", ["0.0", "0.1"])
+def test_lpips_distance_matches_forward(tiny_config, stand_in_weights, version):
+    from evaluator.metrics.scoring import MetricNetworks
+
+    config = dataclasses.replace(tiny_config, lpips={**tiny_config.lpips, "version": version})
+    networks = MetricNetworks(stand_in_weights, config, torch.device("cpu"))
+    assert networks.lpips.version == version
+    first = np.stack([prepare_layer(photo_layer(photo), 64, BACKGROUND) for photo in (data.astronaut(), data.rocket())])
+    second = np.stack([prepare_layer(photo_layer(photo), 64, BACKGROUND) for photo in (data.coffee(), data.chelsea())])
+
+    def scaled(images):
+        return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255 * 2 - 1
+
+    with torch.no_grad():
+        expected = networks.lpips(scaled(first), scaled(second)).flatten().double().numpy()
+    assert networks.lpips_distance(first, second) == pytest.approx(expected, rel=1e-5)

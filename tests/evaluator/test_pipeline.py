@@ -236,3 +236,22 @@ def test_unwritable_cache_keeps_scores(split_path, submissions, tiny_config, sco
     assert len(warnings) == 1
     assert warnings[0].startswith(f"could not write {SAMPLES} ground-truth cache entries to {blocked / 'gt'}/")
     assert warnings[0].endswith("point --cache or REFLADE_CACHE at a writable folder")
+
+
+def test_damaged_cache_entries_recomputed(split_path, submissions, tiny_config, scoring_context, tmp_path,
+                                          truth_result, caplog):
+    score(split_path, submissions["truth"], tiny_config, scoring_context, tmp_path)
+    (folder,) = (tmp_path / "gt").iterdir()
+    entries = sorted(folder.glob("*.npz"))
+    entries[0].write_bytes(b"")
+    entries[1].write_bytes(entries[1].read_bytes()[:100])
+    with caplog.at_level("WARNING", logger="evaluator.gt_cache"):
+        results = score(split_path, submissions["truth"], tiny_config, scoring_context, tmp_path)
+    pd.testing.assert_frame_equal(aggregate(results, tiny_config).samples, truth_result.samples)
+    warnings = sorted(record.getMessage() for record in caplog.records if record.levelname == "WARNING")
+    assert len(warnings) == 2
+    assert warnings[0].startswith(f"ground-truth cache entry {entries[0]} is unreadable (")
+    assert warnings[1].startswith(f"ground-truth cache entry {entries[1]} is unreadable (")
+    assert all(warning.endswith("); recomputing it") for warning in warnings)
+    for entry in entries[:2]:
+        assert len(entry.read_bytes()) == len(entries[2].read_bytes())

@@ -196,15 +196,42 @@ def test_fetch_rejects_wrong_checksum(local_server, monkeypatch, tmp_path, capsy
 
 
 def test_pickle_format_weights_load(tmp_path, stand_in_weights, tiny_config):
-    # Some published weight files predate torch's zip format; they cannot be memory-mapped.
+    # torch.save wrote the pickle format before torch 1.6, and such files cannot be memory-mapped.
     folder = tmp_path / "weights"
     shutil.copytree(stand_in_weights, folder)
-    for relative in (ALEXNET.path, INCEPTION.path):
+    clip_name = weights.clip_file_name(tiny_config)
+    for relative in (ALEXNET.path, INCEPTION.path, clip_name):
         state = torch.load(folder / relative, weights_only=True)
+        if relative == ALEXNET.path:
+            # The zip end-record signature inside the data must not make it look like a zip file.
+            for key, value in state.items():
+                raw = bytearray(value.numpy().tobytes())
+                raw[-100:-78] = b"PK\x05\x06" + bytes(18)
+                state[key] = torch.frombuffer(raw, dtype=torch.float32).reshape(value.shape).clone()
         torch.save(state, folder / relative, _use_new_zipfile_serialization=False)
-        assert not zipfile.is_zipfile(folder / relative)
+        assert not (folder / relative).read_bytes().startswith(b"PK")
+    assert zipfile.is_zipfile(folder / ALEXNET.path)
     images = torch.rand(2, 3, 64, 64)
+    expected_alexnet = torch.load(folder / ALEXNET.path, weights_only=True)
     with torch.no_grad():
-        assert torch.equal(load_lpips(folder, tiny_config)(images, images.flip(0)),
-                           load_lpips(stand_in_weights, tiny_config)(images, images.flip(0)))
+        loaded = load_lpips(folder, tiny_config)
+        assert torch.equal(loaded.net.slice1[0].weight, expected_alexnet["features.0.weight"])
         assert torch.equal(load_inception(folder, tiny_config)(images), load_inception(stand_in_weights, tiny_config)(images))
+        assert torch.equal(load_clip(folder, tiny_config)(images), load_clip(stand_in_weights, tiny_config)(images))
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated"])
+@pytest.mark.parametrize("loader", [load_lpips, load_inception, load_clip])
+def test_unreadable_weights_message(tmp_path, stand_in_weights, tiny_config, loader, damage):
+    folder = tmp_path / "weights"
+    shutil.copytree(stand_in_weights, folder)
+    name = {load_lpips: ALEXNET.path, load_inception: INCEPTION.path,
+            load_clip: weights.clip_file_name(tiny_config)}[loader]
+    data = (folder / name).read_bytes()
+    (folder / name).write_bytes(b"" if damage == "empty" else data[: len(data) // 2])
+    with pytest.raises(WeightsError) as raised:
+        loader(folder, tiny_config)
+    message = str(raised.value)
+    assert message.startswith(f"weights file {folder / name} could not be read (")
+    assert message.endswith(f"check the folder with `python -m evaluator weights check --dir {folder}` and "
+                            f"replace the file with `python -m evaluator weights fetch --dir {folder}`")
