@@ -14,6 +14,7 @@ process. See `evaluator.metrics` for the metric definitions and
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -64,6 +65,8 @@ class ScoringContext:
         self.device = pick_device(device)
         self.background = background_bytes(config.i_bkgd)
         self._networks: MetricNetworks | None = None
+        # Cache folders whose failed writes were already reported by this context.
+        self.unwritable_cache_folders: set[Path] = set()
 
     @property
     def networks(self) -> MetricNetworks:
@@ -254,7 +257,7 @@ def score_chunk(
         rows, fid_groups, prediction_features, truth_features = _score_batches(
             split, make_loader(dataset, config.batch_size, workers), context.networks, n, store, progress
         )
-        _report_failed_writes(writes, cache)
+        _report_failed_writes(writes, cache, context.unwritable_cache_folders)
 
     dims = int(config.inception.get("dims", 2048))
     return ChunkResult(
@@ -273,11 +276,13 @@ def score_chunk(
     )
 
 
-def _report_failed_writes(writes: list, cache: GtCache) -> None:
-    """Log one warning when cache writes failed with an OSError, and re-raise any other error.
+def _report_failed_writes(writes: list, cache: GtCache, reported: set[Path]) -> None:
+    """Log a warning when cache writes failed with an OSError, and re-raise any other error.
 
     The cache only saves work, so an unwritable cache folder (no space, no
     permission, a file in its place) slows later submissions but changes no score.
+    Each folder is reported once: folders in `reported` are skipped, and the
+    reported one is added to it.
     """
     failed = []
     for write in writes:
@@ -286,7 +291,8 @@ def _report_failed_writes(writes: list, cache: GtCache) -> None:
             failed.append(error)
         elif error is not None:
             raise error
-    if failed:
+    if failed and cache.folder not in reported:
+        reported.add(cache.folder)
         logger.warning(
             "could not write %d ground-truth cache entries to %s (first error: %s); the scores are "
             "complete, but the next submission recomputes these samples; point --cache or %s at a "
@@ -411,6 +417,19 @@ def aggregate(chunks: list[ChunkResult], config: BenchmarkConfig) -> ScoreResult
     return ScoreResult(report=report, samples=samples, fid=fid, provenance=provenance)
 
 
+def _score_chunks(split: Split, submission: SubmissionArchive, config: BenchmarkConfig, context: ScoringContext,
+                  gt_version: str, cache_dir, workers: int | None, bar) -> list[ChunkResult]:
+    """Score every chunk of the split in this process, in order."""
+    chunks = []
+    for start in range(0, len(split), config.chunk_size):
+        stop = min(start + config.chunk_size, len(split))
+        chunks.append(score_chunk(
+            split, submission, start, stop, config, cache_dir=cache_dir, workers=workers,
+            context=context, progress=bar.update if bar else None, gt_version=gt_version,
+        ))
+    return chunks
+
+
 def score_submission(
     split_path: str | Path,
     predictions_zip: str | Path,
@@ -447,18 +466,17 @@ def score_submission(
     context = ScoringContext(config, weights_dir, device)
     gt_version = ground_truth_version(split)
     bar = None
+    # Log lines go through tqdm.write while the bar is shown, so they do not share its line.
+    redirect = contextlib.nullcontext()
     if progress:
         from tqdm import tqdm
+        from tqdm.contrib.logging import logging_redirect_tqdm
 
         bar = tqdm(total=len(split), unit="sample", desc="scoring")
-    chunks = []
+        redirect = logging_redirect_tqdm()
     try:
-        for start in range(0, len(split), config.chunk_size):
-            stop = min(start + config.chunk_size, len(split))
-            chunks.append(score_chunk(
-                split, submission, start, stop, config, cache_dir=cache_dir, workers=workers,
-                context=context, progress=bar.update if bar else None, gt_version=gt_version,
-            ))
+        with redirect:
+            chunks = _score_chunks(split, submission, config, context, gt_version, cache_dir, workers, bar)
     except SubmissionError as error:
         raise SubmissionError(full_report(error.report)) from None
     finally:
