@@ -139,9 +139,6 @@ class GtCache:
     def path(self, sample_id: str) -> Path:
         return self.folder / f"{sample_id}.npz"
 
-    def has(self, sample_id: str) -> bool:
-        return self.path(sample_id).is_file()
-
     def read(self, sample_id: str, background: np.ndarray) -> GtEntry | None:
         """Return the sample's entry, or None when it is missing or cannot be read.
 
@@ -166,7 +163,7 @@ class GtCache:
         try:
             with os.fdopen(handle, "wb") as file:
                 file.write(entry.to_bytes())
-                # On disk before the rename, so a crash leaves no renamed but empty entry.
+                # Flushed to disk before the rename, so a crash cannot leave an empty or cut-short entry.
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(temporary, self.path(sample_id))

@@ -94,8 +94,21 @@ class SubmissionAdmin(admin.ModelAdmin):
             services.submission_set_baseline(submission=submission, is_baseline=False)
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """An admin page that shows every field of its model and allows no adding or editing."""
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Evaluation)
-class EvaluationAdmin(admin.ModelAdmin):
+class EvaluationAdmin(ReadOnlyAdmin):
     """Read-only: evaluations change only through the state machine."""
 
     list_display = ("pk", "submission", "state", "progress", "failure_kind", "attempts", "weights_verified",
@@ -103,30 +116,12 @@ class EvaluationAdmin(admin.ModelAdmin):
     list_filter = ("state", "failure_kind", "weights_verified")
     search_fields = ("submission__method_name", "submission__owner__username")
 
-    def get_readonly_fields(self, request, obj=None):
-        return [field.name for field in Evaluation._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(Upload)
-class UploadAdmin(admin.ModelAdmin):
+class UploadAdmin(ReadOnlyAdmin):
     """Read-only: uploads change only through the upload service and the beat task."""
 
     list_display = ("pk", "filename", "owner", "split", "state", "size", "part_count", "created_at",
                     "expires_at", "submission")
     list_filter = ("state",)
     search_fields = ("filename", "owner__username", "sha256")
-
-    def get_readonly_fields(self, request, obj=None):
-        return [field.name for field in Upload._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
