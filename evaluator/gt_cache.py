@@ -2,11 +2,13 @@
 
 For every sample it stores the prepared ground truth at the evaluation size (the
 composite g_rgb, the amodal mask A, the visible mask v), the CLIP embeddings f(g_rgb)
-and f(g_rgb ⊙ v) and the Inception features of ĝ. A second submission on the same
-split reads these instead of decoding the ground truth and running 2 of the 3 CLIP
-passes and 1 of the 2 Inception passes again.
+and f(g_rgb ⊙ v), the Inception features of ĝ and, when they fit the config's
+`lpips_cache_mib`, the LPIPS feature maps of g_rgb and g_rgb ⊙ v. A second
+submission on the same split reads these instead of decoding the ground truth and
+running 2 of the 3 CLIP passes, 1 of the 2 Inception passes and 2 of the 4 AlexNet
+passes again.
 
-Layout: `<cache_dir>/gt/<key>/<sample_id>.npz`. The key is the SHA-256 (first 32
+Layout: `<cache_dir>/gt/<key>/<sample_id>.gt` (format: `pack_arrays`). The key is the SHA-256 (first 32
 hex digits) of the ground-truth version, the evaluator version, the config hash and
 the weights fingerprint, so a change of any of them gives a fresh folder. The cache folder is
 `cache_dir`, else `REFLADE_CACHE`, else `~/.cache/reflade`. Each entry is written to a
@@ -19,12 +21,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import io
+import json
 import logging
 import os
 import tarfile
 import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -87,6 +88,9 @@ class GtEntry:
     clip_visible: np.ndarray | None = None  # float32 (D,), f(g_rgb ⊙ v)
     inception: np.ndarray | None = None  # float32 (dims,), Inception features of ĝ
     nothing_hidden: bool = False  # A∖v is empty
+    # Per AlexNet layer, float32 (C, h, w): the LPIPS feature maps of g_rgb and of g_rgb ⊙ v.
+    lpips_full: list[np.ndarray] | None = None
+    lpips_visible: list[np.ndarray] | None = None
 
     def to_bytes(self) -> bytes:
         arrays = {
@@ -101,13 +105,16 @@ class GtEntry:
             value = getattr(self, name)
             if value is not None:
                 arrays[name] = value
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        return buffer.getvalue()
+        if self.lpips_full is not None:
+            for name in ("lpips_full", "lpips_visible"):
+                for layer, value in enumerate(getattr(self, name)):
+                    arrays[f"{name}_{layer}"] = value
+        return pack_arrays(arrays)
 
     @classmethod
     def from_bytes(cls, data: bytes, background: np.ndarray) -> GtEntry:
-        with np.load(io.BytesIO(data)) as arrays:
+        arrays = unpack_arrays(data)
+        try:
             height, width = (int(value) for value in arrays["shape"])
             size = int(arrays["size"])
             entry = cls(
@@ -116,12 +123,67 @@ class GtEntry:
                 visible_eval=_unpack(arrays["visible_eval"], (size, size)),
                 nothing_hidden=bool(arrays["nothing_hidden"]),
             )
-            for name in ("rgb", "clip_full", "clip_visible", "inception"):
-                if name in arrays:
-                    setattr(entry, name, arrays[name])
+        except KeyError as error:
+            raise ValueError(f"the entry lacks the array {error}") from None
+        for name in ("rgb", "clip_full", "clip_visible", "inception"):
+            setattr(entry, name, arrays.get(name))
+        layers = sum(1 for name in arrays if name.startswith("lpips_full_"))
+        if layers:
+            entry.lpips_full = [arrays[f"lpips_full_{layer}"] for layer in range(layers)]
+            entry.lpips_visible = [arrays[f"lpips_visible_{layer}"] for layer in range(layers)]
         if entry.rgb is not None:
             entry.restricted = np.where(entry.visible_eval[..., None], entry.rgb, background[None, None, :])
         return entry
+
+
+# An entry is ENTRY_MAGIC, the header's length (uint32, little-endian), the header
+# (JSON: per array its dtype, shape and offset into the data), then the arrays' bytes,
+# each starting at a multiple of 64 bytes from the entry's start. It reads with one JSON parse, where an .npz
+# parses a header per array (1 ms for an entry of 20 arrays).
+ENTRY_MAGIC = b"REFLADE-GT-1\n"
+_ALIGN = 64
+
+
+def pack_arrays(arrays: dict[str, np.ndarray]) -> bytes:
+    """Serialise named arrays in the entry format."""
+    header, offset = {}, 0
+    for name, value in arrays.items():
+        header[name] = [value.dtype.str, list(value.shape), offset]
+        offset += -(-value.nbytes // _ALIGN) * _ALIGN
+    header_bytes = json.dumps(header, separators=(",", ":")).encode()
+    # Spaces after the JSON make the arrays' offsets multiples of 64 from the entry's start.
+    header_bytes += b" " * (-(len(ENTRY_MAGIC) + 4 + len(header_bytes)) % _ALIGN)
+    data = bytearray(ENTRY_MAGIC + len(header_bytes).to_bytes(4, "little") + header_bytes)
+    start = len(data)
+    data.extend(bytes(offset))
+    for name, value in arrays.items():
+        position = start + header[name][2]
+        data[position:position + value.nbytes] = np.ascontiguousarray(value).tobytes()
+    return bytes(data)
+
+
+def unpack_arrays(data: bytes) -> dict[str, np.ndarray]:
+    """Read arrays written by `pack_arrays`; ValueError names what is wrong with `data`."""
+    if not data.startswith(ENTRY_MAGIC):
+        raise ValueError(f"the entry does not start with {ENTRY_MAGIC!r}")
+    start = len(ENTRY_MAGIC) + 4
+    length = int.from_bytes(data[len(ENTRY_MAGIC):start], "little")
+    try:
+        header = json.loads(data[start:start + length])
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"the entry header is not JSON: {error}") from None
+    arrays = {}
+    try:
+        for name, (dtype, shape, offset) in header.items():
+            dtype = np.dtype(dtype)
+            count = int(np.prod(shape))
+            position = start + length + int(offset)
+            if position + count * dtype.itemsize > len(data):
+                raise ValueError(f"the entry is cut short: array {name} ends past its {len(data)} bytes")
+            arrays[name] = np.frombuffer(data, dtype=dtype, count=count, offset=position).reshape(shape)
+    except (TypeError, AttributeError) as error:
+        raise ValueError(f"the entry header is malformed: {error}") from None
+    return arrays
 
 
 def _unpack(bits: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -137,7 +199,7 @@ class GtCache:
         self.folder = cache_dir / "gt" / self.key
 
     def path(self, sample_id: str) -> Path:
-        return self.folder / f"{sample_id}.npz"
+        return self.folder / f"{sample_id}.gt"
 
     def read(self, sample_id: str, background: np.ndarray) -> GtEntry | None:
         """Return the sample's entry, or None when it is missing or cannot be read.
@@ -150,7 +212,7 @@ class GtCache:
             return None
         try:
             return GtEntry.from_bytes(path.read_bytes(), background)
-        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        except (OSError, ValueError) as error:
             logger.warning("ground-truth cache entry %s is unreadable (%s: %s); recomputing it",
                            path, type(error).__name__, error)
             with contextlib.suppress(OSError):

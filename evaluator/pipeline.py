@@ -65,6 +65,7 @@ class ScoringContext:
         self.device = pick_device(device)
         self.background = background_bytes(config.i_bkgd)
         self._networks: MetricNetworks | None = None
+        self._keeps_lpips: bool | None = None
         # Cache folders whose failed writes were already reported by this context.
         self.unwritable_cache_folders: set[Path] = set()
 
@@ -73,6 +74,15 @@ class ScoringContext:
         if self._networks is None:
             self._networks = MetricNetworks(self.weights_dir, self.config, self.device, self.config.batch_size)
         return self._networks
+
+    @property
+    def keeps_lpips_features(self) -> bool:
+        """Whether ground-truth cache entries keep the LPIPS feature maps of g_rgb and g_rgb ⊙ v:
+        true when both fit the config's `lpips_cache_mib`."""
+        if self._keeps_lpips is None:
+            per_sample = 2 * self.networks.lpips_feature_bytes(self.config.eval_size)
+            self._keeps_lpips = per_sample <= self.config.lpips_cache_mib * 2**20
+        return self._keeps_lpips
 
 
 @dataclass
@@ -133,9 +143,11 @@ def _open_inputs(split, submission, config: BenchmarkConfig) -> tuple[Split, Sub
     return split, submission
 
 
-def _complete_ground_truth(batch: list[dict], split: Split, networks: MetricNetworks, store: Callable) -> None:
+def _complete_ground_truth(batch: list[dict], split: Split, networks: MetricNetworks, store: Callable,
+                           keep_lpips: bool) -> None:
     """Add the network features to the batch's ground-truth entries the cache lacked, and pass
-    each to `store(sample_id, entry)`."""
+    each to `store(sample_id, entry)`. With `keep_lpips` the entries also get their LPIPS
+    feature maps."""
     fresh = [item for item in batch if not item["gt_cached"]]
     rgba = [item["gt"] for item in fresh if item["gt"].rgb is not None]
     if rgba:
@@ -145,8 +157,18 @@ def _complete_ground_truth(batch: list[dict], split: Split, networks: MetricNetw
             gt.clip_full = embeddings[j]
             gt.clip_visible = embeddings[len(rgba) + j]
             gt.inception = features[j].astype(np.float32)
+        if keep_lpips:
+            maps = networks.lpips_features(np.stack([gt.rgb for gt in rgba] + [gt.restricted for gt in rgba]))
+            for j, gt in enumerate(rgba):
+                gt.lpips_full = [layer[j] for layer in maps]
+                gt.lpips_visible = [layer[len(rgba) + j] for layer in maps]
     for item in fresh:
         store(split.samples[item["index"]].sample_id, item["gt"])
+
+
+def _stacked_maps(gts: list, name: str) -> list[np.ndarray]:
+    """Stack the entries' per-layer LPIPS feature maps `name` into (len(gts), C, h, w) per layer."""
+    return [np.stack(layer) for layer in zip(*(getattr(gt, name) for gt in gts), strict=True)]
 
 
 def _rgb_metrics(items: list[dict], networks: MetricNetworks, n: int) -> tuple[dict, np.ndarray]:
@@ -163,17 +185,22 @@ def _rgb_metrics(items: list[dict], networks: MetricNetworks, n: int) -> tuple[d
         networks.clip_embedding(predicted),
         np.repeat([gt.nothing_hidden for gt in gts], n),
     )
-    values = {
-        "lpips_vis": networks.lpips_distance(truth_visible, predicted_visible, n),
-        "dir": direction,
-        "lpips_comp": networks.lpips_distance(truth, predicted, n),
-    }
+    if all(gt.lpips_full is not None for gt in gts):
+        # The ground truth's feature maps came from the cache or from _complete_ground_truth.
+        lpips_vis = networks.lpips_distance(None, predicted_visible, n, _stacked_maps(gts, "lpips_visible"))
+        lpips_comp = networks.lpips_distance(None, predicted, n, _stacked_maps(gts, "lpips_full"))
+    else:
+        lpips_vis = networks.lpips_distance(truth_visible, predicted_visible, n)
+        lpips_comp = networks.lpips_distance(truth, predicted, n)
+    values = {"lpips_vis": lpips_vis, "dir": direction, "lpips_comp": lpips_comp}
     return values, networks.inception_features(predicted[::n])
 
 
 def _score_batches(split: Split, loader, networks: MetricNetworks, n: int, store: Callable,
-                   progress: Callable[[int], None] | None) -> tuple[list, list, list, list]:
-    """Score the loader's batches: (table rows, FID groups, prediction and ground-truth features)."""
+                   progress: Callable[[int], None] | None, keep_lpips: bool) -> tuple[list, list, list, list]:
+    """Score the loader's batches: (table rows, FID groups, prediction and ground-truth features).
+
+    `keep_lpips` gives new ground-truth cache entries their LPIPS feature maps."""
     rows: list[dict] = []
     fid_groups: list[list[str]] = []
     prediction_features, truth_features = [], []
@@ -181,7 +208,7 @@ def _score_batches(split: Split, loader, networks: MetricNetworks, n: int, store
         for item in batch:
             if "error" in item:
                 raise SubmissionError(item["error"])
-        _complete_ground_truth(batch, split, networks, store)
+        _complete_ground_truth(batch, split, networks, store, keep_lpips)
         rgba = [item for item in batch if item["gt"].rgb is not None]
         values, features = _rgb_metrics(rgba, networks, n) if rgba else ({}, None)
         position = {id(item): j for j, item in enumerate(rgba)}
@@ -255,7 +282,8 @@ def score_chunk(
             writes.append(writer.submit(cache.write, sample_id, entry))
 
         rows, fid_groups, prediction_features, truth_features = _score_batches(
-            split, make_loader(dataset, config.batch_size, workers), context.networks, n, store, progress
+            split, make_loader(dataset, config.batch_size, workers), context.networks, n, store, progress,
+            context.keeps_lpips_features,
         )
         _report_failed_writes(writes, cache, context.unwritable_cache_folders)
 

@@ -43,6 +43,7 @@ class MetricNetworks:
         self.lpips = load_lpips(weights_dir, config).to(device)
         self.clip = load_clip(weights_dir, config).to(device)
         self.inception = load_inception(weights_dir, config).to(device)
+        self._lpips_bytes: dict[int, int] = {}
         logger.info("loaded the metric networks from %s on %s", weights_dir, device)
 
     def _unit_range(self, images: np.ndarray) -> torch.Tensor:
@@ -61,31 +62,65 @@ class MetricNetworks:
         """
         if self.lpips.version == "0.1":
             images = self.lpips.scaling_layer(images)
+        images = images.contiguous(memory_format=torch.channels_last)
         return [lpips.normalize_tensor(output) for output in self.lpips.net(images)]
 
     @torch.no_grad()
-    def lpips_distance(self, first: np.ndarray, second: np.ndarray, repeats: int = 1) -> np.ndarray:
+    def lpips_features(self, images: np.ndarray) -> list[np.ndarray]:
+        """Compute the LPIPS feature maps of uint8 images (N, S, S, 3): per AlexNet layer, float32 (N, C, h, w).
+
+        `lpips_distance` accepts these in place of its first images, so a cache can
+        keep them and spare the ground truth's AlexNet passes.
+        """
+        # Up to 2 x batch_size images per pass, as many as lpips_distance sends.
+        step = 2 * self.batch_size
+        parts = [
+            [layer.float().cpu().numpy() for layer in self._lpips_features(self._unit_range(images[i:i + step]) * 2 - 1)]
+            for i in range(0, len(images), step)
+        ]
+        return [np.concatenate(layer) for layer in zip(*parts, strict=True)]
+
+    def lpips_feature_bytes(self, size: int) -> int:
+        """Return the size in bytes of one size x size image's `lpips_features`."""
+        if size not in self._lpips_bytes:
+            maps = self.lpips_features(np.zeros((1, size, size, 3), dtype=np.uint8))
+            self._lpips_bytes[size] = sum(layer[0].nbytes for layer in maps)
+        return self._lpips_bytes[size]
+
+    @torch.no_grad()
+    def lpips_distance(
+        self, first: np.ndarray | None, second: np.ndarray, repeats: int = 1,
+        first_features: list[np.ndarray] | None = None,
+    ) -> np.ndarray:
         """Return the LPIPS distances of paired images, inputs scaled to [-1, 1]: float64 (len(second),).
 
         Row i of `second` is paired with row i // repeats of `first`, so a sample's
         ground truth passes through AlexNet once for all of its `repeats` candidates.
-        The arithmetic is that of `lpips.LPIPS.forward` (not spatial).
+        With `first_features` (the output of `lpips_features`), `first` may be None
+        and passes through AlexNet not at all. The arithmetic is that of
+        `lpips.LPIPS.forward` (not spatial).
         """
-        if len(second) != len(first) * repeats:
-            raise ValueError(f"lpips_distance needs {len(first)} x {repeats} second images, found {len(second)}")
+        count = len(first_features[0]) if first_features is not None else len(first)
+        if len(second) != count * repeats:
+            raise ValueError(f"lpips_distance needs {count} x {repeats} second images, found {len(second)}")
         out = np.empty(len(second), dtype=np.float64)
-        # Each slice contains at most batch_size images of `first` and at most
-        # max(batch_size, repeats) images of `second`.
-        per_slice = max(1, self.batch_size // repeats)
-        for start in range(0, len(first), per_slice):
-            stop = min(start + per_slice, len(first))
-            a = self._unit_range(first[start:stop]) * 2 - 1
+        # A pass takes at most batch_size images of `first` and max(batch_size, repeats)
+        # of `second`, or with `first_features` max(2 x batch_size, repeats) of `second`.
+        per_slice = max(1, (self.batch_size if first_features is None else 2 * self.batch_size) // repeats)
+        for start in range(0, count, per_slice):
+            stop = min(start + per_slice, count)
             b = self._unit_range(second[start * repeats:stop * repeats]) * 2 - 1
-            features = self._lpips_features(torch.cat([a, b]))
+            if first_features is None:
+                a = self._unit_range(first[start:stop]) * 2 - 1
+                features = self._lpips_features(torch.cat([a, b]))
+                ours = [layer[: len(a)] for layer in features]
+                theirs = [layer[len(a):] for layer in features]
+            else:
+                ours = [torch.from_numpy(layer[start:stop]).to(self.device) for layer in first_features]
+                theirs = self._lpips_features(b)
             total = 0
-            for layer, linear in zip(features, self.lpips.lins, strict=True):
-                ours, theirs = layer[: len(a)].repeat_interleave(repeats, dim=0), layer[len(a):]
-                total = total + linear((ours - theirs) ** 2).mean(dim=(2, 3))
+            for mine, other, linear in zip(ours, theirs, self.lpips.lins, strict=True):
+                total = total + linear((mine.repeat_interleave(repeats, dim=0) - other) ** 2).mean(dim=(2, 3))
             out[start * repeats:stop * repeats] = total.flatten().double().cpu().numpy()
         return out
 

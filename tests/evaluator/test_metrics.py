@@ -184,6 +184,21 @@ def test_lpips_repeats_pair_with_sample(scoring_context):
         scoring_context.networks.lpips_distance(truths, candidates[:5], repeats=2)
 
 
+def test_lpips_distance_from_features(scoring_context):
+    networks = scoring_context.networks
+    photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]
+    truths = np.stack([prepare_layer(photo_layer(photo), 64, BACKGROUND) for photo in photos])
+    candidates = np.stack([truths[(i + k) % 4] for i in range(4) for k in (1, 2, 3)])
+    features = networks.lpips_features(truths)
+    assert len(features) == 5  # AlexNet's five LPIPS layers
+    assert all(layer.dtype == np.float32 and len(layer) == 4 for layer in features)
+    from_features = networks.lpips_distance(None, candidates, 3, first_features=features)
+    assert from_features == pytest.approx(networks.lpips_distance(truths, candidates, 3), rel=1e-5)
+    assert networks.lpips_feature_bytes(64) == sum(layer[0].nbytes for layer in features)
+    with pytest.raises(ValueError, match="lpips_distance needs 4 x 3 second images, found 11"):
+        networks.lpips_distance(None, candidates[:11], 3, first_features=features)
+
+
 @pytest.mark.parametrize("version", ["0.0", "0.1"])
 def test_lpips_distance_matches_forward(tiny_config, stand_in_weights, version):
     from evaluator.metrics.scoring import MetricNetworks

@@ -1,3 +1,4 @@
+import dataclasses
 import math
 import shutil
 import tarfile
@@ -10,8 +11,15 @@ import torchvision
 
 from evaluator.config import load_config
 from evaluator.fid import FidStats, frechet_distance
-from evaluator.gt_cache import ground_truth_version
-from evaluator.pipeline import SAMPLE_COLUMNS, ChunkResult, aggregate, score_chunk, score_submission
+from evaluator.gt_cache import GtCache, ground_truth_version
+from evaluator.pipeline import (
+    SAMPLE_COLUMNS,
+    ChunkResult,
+    ScoringContext,
+    aggregate,
+    score_chunk,
+    score_submission,
+)
 from evaluator.split import Prompt, Sample, Split, SplitWriter
 from evaluator.submission import SubmissionArchive, write_submission
 from evaluator.synthetic.engine import make_synthetic_split
@@ -136,7 +144,7 @@ def test_warm_cache_same_table(split_path, submissions, tiny_config, scoring_con
     pd.testing.assert_frame_equal(again.samples, truth_result.samples)
     folders = list((cache_dir / "gt").iterdir())
     assert len(folders) == 1
-    assert len(list(folders[0].glob("*.npz"))) == SAMPLES
+    assert len(list(folders[0].glob("*.gt"))) == SAMPLES
 
 
 def test_loader_workers_same_table(split_path, submissions, tiny_config, scoring_context, tmp_path, truth_result):
@@ -243,7 +251,7 @@ def test_damaged_cache_entries_recomputed(split_path, submissions, tiny_config, 
                                           truth_result, caplog):
     score(split_path, submissions["truth"], tiny_config, scoring_context, tmp_path)
     (folder,) = (tmp_path / "gt").iterdir()
-    entries = sorted(folder.glob("*.npz"))
+    entries = sorted(folder.glob("*.gt"))
     entries[0].write_bytes(b"")
     entries[1].write_bytes(entries[1].read_bytes()[:100])
     with caplog.at_level("WARNING", logger="evaluator.gt_cache"):
@@ -256,3 +264,57 @@ def test_damaged_cache_entries_recomputed(split_path, submissions, tiny_config, 
     assert all(warning.endswith("); recomputing it") for warning in warnings)
     for entry in entries[:2]:
         assert len(entry.read_bytes()) == len(entries[2].read_bytes())
+
+
+def count_alexnet_images(context) -> list[int]:
+    """Record the batch size of every AlexNet pass of the context's LPIPS network."""
+    seen: list[int] = []
+    context.networks.lpips.net.register_forward_hook(lambda module, inputs, output: seen.append(len(inputs[0])))
+    return seen
+
+
+def test_warm_cache_skips_ground_truth_alexnet(split_path, submissions, tiny_config, stand_in_weights, tmp_path,
+                                               truth_result):
+    context = ScoringContext(tiny_config, stand_in_weights, "cpu")
+    assert context.keeps_lpips_features  # 2 x 0.12 MiB at 64 px, under the default 1 MiB
+    seen = count_alexnet_images(context)
+    cold = aggregate(score(split_path, submissions["truth"], tiny_config, context, tmp_path), tiny_config)
+    # g_rgb, g_rgb ⊙ v and the candidate's two images, per sample.
+    assert sum(seen) == 4 * SAMPLES
+    seen.clear()
+    warm = aggregate(score(split_path, submissions["blurred"], tiny_config, context, tmp_path), tiny_config)
+    assert sum(seen) == 2 * SAMPLES
+    pd.testing.assert_frame_equal(cold.samples, truth_result.samples)
+    fresh = aggregate(score(split_path, submissions["blurred"], tiny_config, context, tmp_path / "other"), tiny_config)
+    pd.testing.assert_frame_equal(warm.samples, fresh.samples)
+
+    split = Split(split_path)
+    (folder,) = (tmp_path / "gt").iterdir()
+    cache = GtCache(tmp_path, ground_truth_version(split), tiny_config.hash, context.weights_fingerprint)
+    assert cache.folder == folder
+    entry = cache.read(split.samples[0].sample_id, context.background)
+    maps = context.networks.lpips_features(np.stack([entry.rgb, entry.restricted]))
+    assert [layer.shape for layer in entry.lpips_full] == [layer.shape[1:] for layer in maps]
+    for stored_full, stored_visible, computed in zip(entry.lpips_full, entry.lpips_visible, maps, strict=True):
+        np.testing.assert_allclose(stored_full, computed[0], atol=1e-6)
+        np.testing.assert_allclose(stored_visible, computed[1], atol=1e-6)
+
+
+def test_lpips_cache_off(split_path, submissions, tiny_config, stand_in_weights, tmp_path, truth_result):
+    config = dataclasses.replace(tiny_config, lpips_cache_mib=0)
+    assert config.hash == tiny_config.hash
+    context = ScoringContext(config, stand_in_weights, "cpu")
+    assert not context.keeps_lpips_features
+    seen = count_alexnet_images(context)
+    for _ in range(2):
+        seen.clear()
+        result = aggregate(score(split_path, submissions["truth"], config, context, tmp_path), config)
+        assert sum(seen) == 4 * SAMPLES
+        pd.testing.assert_frame_equal(result.samples, truth_result.samples)
+    split = Split(split_path)
+    cache = GtCache(tmp_path, ground_truth_version(split), config.hash, context.weights_fingerprint)
+    entry = cache.read(split.samples[0].sample_id, context.background)
+    assert entry.rgb is not None
+    assert entry.clip_full is not None
+    assert entry.lpips_full is None
+    assert entry.lpips_visible is None
