@@ -185,13 +185,19 @@ def _rgb_metrics(items: list[dict], networks: MetricNetworks, n: int) -> tuple[d
         networks.clip_embedding(predicted),
         np.repeat([gt.nothing_hidden for gt in gts], n),
     )
+    # lpips_vis and lpips_comp in one call: row i of the candidates pairs with row i // n
+    # of the ground truth, so stacking both pairs keeps the pairing and fills the passes.
+    candidates = np.concatenate([predicted_visible, predicted])
     if all(gt.lpips_full is not None for gt in gts):
         # The ground truth's feature maps came from the cache or from _complete_ground_truth.
-        lpips_vis = networks.lpips_distance(None, predicted_visible, n, _stacked_maps(gts, "lpips_visible"))
-        lpips_comp = networks.lpips_distance(None, predicted, n, _stacked_maps(gts, "lpips_full"))
+        maps = [
+            np.concatenate(pair)
+            for pair in zip(_stacked_maps(gts, "lpips_visible"), _stacked_maps(gts, "lpips_full"), strict=True)
+        ]
+        distances = networks.lpips_distance(None, candidates, n, maps)
     else:
-        lpips_vis = networks.lpips_distance(truth_visible, predicted_visible, n)
-        lpips_comp = networks.lpips_distance(truth, predicted, n)
+        distances = networks.lpips_distance(np.concatenate([truth_visible, truth]), candidates, n)
+    lpips_vis, lpips_comp = distances[: len(predicted)], distances[len(predicted):]
     values = {"lpips_vis": lpips_vis, "dir": direction, "lpips_comp": lpips_comp}
     return values, networks.inception_features(predicted[::n])
 
@@ -281,9 +287,10 @@ def score_chunk(
         def store(sample_id: str, entry) -> None:
             writes.append(writer.submit(cache.write, sample_id, entry))
 
+        # The loader starts first, so its workers decode the first batches while the networks load.
+        batches = iter(make_loader(dataset, config.batch_size, workers))
         rows, fid_groups, prediction_features, truth_features = _score_batches(
-            split, make_loader(dataset, config.batch_size, workers), context.networks, n, store, progress,
-            context.keeps_lpips_features,
+            split, batches, context.networks, n, store, progress, context.keeps_lpips_features
         )
         _report_failed_writes(writes, cache, context.unwritable_cache_folders)
 
