@@ -28,6 +28,7 @@ import tarfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
@@ -346,6 +347,9 @@ class _FolderSource:
     def read(self, name: str) -> bytes:
         return (self.root / name).read_bytes()
 
+    def open(self, name: str) -> BinaryIO:
+        return (self.root / name).open("rb")
+
     def has_prefix(self, prefix: str) -> bool:
         return (self.root / prefix).is_dir()
 
@@ -382,6 +386,11 @@ class _TarSource:
         handle = self._tar.extractfile(self.members[name])
         assert handle is not None  # regular files always have a stream
         return handle.read()
+
+    def open(self, name: str) -> BinaryIO:
+        handle = self._tar.extractfile(self.members[name])
+        assert handle is not None  # regular files always have a stream
+        return handle
 
     def has_prefix(self, prefix: str) -> bool:
         return any(name.startswith(prefix + "/") for name in self.members)
@@ -567,8 +576,9 @@ class Split:
         return self._image_names.get(image_id)
 
     def _image_size(self, name: str) -> tuple[int, int]:
+        # Image.open reads the header only, so checking a split's sizes reads little of each file.
         try:
-            with Image.open(io.BytesIO(self._source.read(name))) as image:
+            with self._source.open(name) as handle, Image.open(handle) as image:
                 return image.size
         except (OSError, Image.DecompressionBombError):
             return (0, 0)
