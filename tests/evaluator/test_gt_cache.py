@@ -1,5 +1,7 @@
 """The ground-truth cache's entry format."""
 
+import zlib
+
 import numpy as np
 import pytest
 
@@ -69,12 +71,15 @@ def test_entry_without_rgb():
 
 
 def header_of(arrays_header: bytes, body: bytes = b"") -> bytes:
-    return ENTRY_MAGIC + len(arrays_header).to_bytes(4, "little") + arrays_header + body
+    """Build an entry with a correct CRC-32 around a hand-written header and body."""
+    rest = len(arrays_header).to_bytes(4, "little") + arrays_header + body
+    return ENTRY_MAGIC + zlib.crc32(rest).to_bytes(4, "little") + rest
 
 
 @pytest.mark.parametrize(("data", "message"), [
     (b"PK\x03\x04 an old .npz entry", "the entry does not start with b'REFLADE-GT-1\\n'"),
     (header_of(b"{not json"), "the entry header is not JSON: "),
+    (ENTRY_MAGIC + b"\x00", "the entry's CRC-32 does not match its contents"),
     (header_of(b'{"a": ["<f4", [4], 0]}', bytes(8)), "the entry is cut short: array a ends past its "),
     (header_of(b'{"a": ["no such dtype", [1], 0]}', bytes(64)), "the entry header is malformed: "),
     (header_of(b'{"a": 5}'), "the entry header is malformed: "),
@@ -90,3 +95,35 @@ def test_entry_missing_array():
     data = pack_arrays({"shape": np.array([2, 2])})
     with pytest.raises(ValueError, match="^the entry lacks the array 'size'$"):
         GtEntry.from_bytes(data, BACKGROUND)
+
+
+def test_flipped_byte_fails_crc():
+    data = bytearray(pack_arrays({"features": np.linspace(0, 1, 100, dtype=np.float32)}))
+    data[-10] ^= 0x01
+    with pytest.raises(ValueError, match="^the entry's CRC-32 does not match its contents$"):
+        unpack_arrays(bytes(data))
+
+
+def minimal_arrays(**extra) -> dict:
+    return {
+        "shape": np.array([2, 2]),
+        "size": np.array(2),
+        "mask": np.packbits(np.ones(4, bool)),
+        "visible": np.packbits(np.ones(4, bool)),
+        "visible_eval": np.packbits(np.ones(4, bool)),
+        "nothing_hidden": np.array(False),
+        **extra,
+    }
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ({"rgb": np.zeros((3, 3, 3), np.uint8)}, "the entry's rgb array is (3, 3, 3), not (2, 2, 3)"),
+    ({"lpips_full_0": np.zeros((2, 1, 1), np.float32)}, "the entry lacks the array 'lpips_visible_0'"),
+    ({"lpips_full_0": np.zeros((2, 1, 1), np.float32), "lpips_visible_0": np.zeros((3, 1, 1), np.float32)},
+     "the entry's lpips_full and lpips_visible arrays differ in shape"),
+])
+def test_inconsistent_entry_rejected(extra, message):
+    data = pack_arrays(minimal_arrays(**extra))
+    with pytest.raises(ValueError) as error:
+        GtEntry.from_bytes(data, BACKGROUND)
+    assert str(error.value) == message
