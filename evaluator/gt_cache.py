@@ -141,11 +141,11 @@ class GtEntry:
         return entry
 
 
-# An entry is ENTRY_MAGIC, the CRC-32 of everything after it, the header's length
-# (both uint32, little-endian), the header (JSON: per array its dtype, shape and
-# offset into the data), then the arrays' bytes, each starting at a multiple of 64
-# bytes from the entry's start. It reads with one JSON parse, where an .npz parses a
-# header per array (1 ms for an entry of 20 arrays).
+# An entry is ENTRY_MAGIC, then the CRC-32 of everything after it and the header's
+# length (both uint32, little-endian). The header follows: JSON that gives each
+# array's dtype, shape and offset into the data. Then come the arrays' bytes, each
+# starting at a multiple of 64 bytes from the entry's start. A read parses one JSON
+# header, where an .npz parses one per array (1 ms for an entry of 20 arrays).
 ENTRY_MAGIC = b"REFLADE-GT-1\n"
 _PREFIX = len(ENTRY_MAGIC) + 8  # the magic, the CRC-32 and the header's length
 _ALIGN = 64
