@@ -30,7 +30,7 @@ Fields and defaults (`reflade-v1`):
 - `lpips_cache_mib` (1.0): the ground-truth cache keeps a sample's LPIPS feature
   maps (of g_rgb and g_rgb ⊙ v) when they take at most this many MiB, which spares
   a second submission the ground truth's AlexNet passes. They take 0.24 MiB at
-  eval_size 64, 5.1 MiB at 256 and 21 MiB at 512; 0 never keeps them.
+  eval_size 64, 4.9 MiB at 256 and 20.3 MiB at 512; 0 never keeps them.
   `batch_size`, `chunk_size` and `lpips_cache_mib` never change a score, so none
   of them enters the hash.
 - `bootstrap.samples` (1000), `bootstrap.seed` (0): the percentile bootstrap that

@@ -27,6 +27,7 @@ import os
 import tarfile
 import tempfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -114,31 +115,70 @@ class GtEntry:
 
     @classmethod
     def from_bytes(cls, data: bytes, background: np.ndarray) -> GtEntry:
+        """Read an entry written by `to_bytes`; ValueError names what is wrong with `data`."""
         arrays = unpack_arrays(data)
-        try:
-            height, width = (int(value) for value in arrays["shape"])
-            size = int(arrays["size"])
-            entry = cls(
-                mask=_unpack(arrays["mask"], (height, width)),
-                visible=_unpack(arrays["visible"], (height, width)),
-                visible_eval=_unpack(arrays["visible_eval"], (size, size)),
-                nothing_hidden=bool(arrays["nothing_hidden"]),
-            )
-            for name in ("rgb", "clip_full", "clip_visible", "inception"):
-                setattr(entry, name, arrays.get(name))
-            layers = sum(1 for name in arrays if name.startswith("lpips_full_"))
-            if layers:
-                entry.lpips_full = [arrays[f"lpips_full_{layer}"] for layer in range(layers)]
-                entry.lpips_visible = [arrays[f"lpips_visible_{layer}"] for layer in range(layers)]
-        except KeyError as error:
-            raise ValueError(f"the entry lacks the array {error}") from None
-        if entry.rgb is not None and entry.rgb.shape != (size, size, 3):
-            raise ValueError(f"the entry's rgb array is {entry.rgb.shape}, not ({size}, {size}, 3)")
-        if layers and [m.shape for m in entry.lpips_full] != [m.shape for m in entry.lpips_visible]:
-            raise ValueError("the entry's lpips_full and lpips_visible arrays differ in shape")
+        missing = sorted({"shape", "size", "mask", "visible", "visible_eval", "nothing_hidden"} - set(arrays))
+        if missing:
+            raise ValueError(f"the entry lacks the array {missing[0]!r}")
+        height, width = _integers(arrays["shape"], 2, "shape")
+        (size,) = _integers(arrays["size"], 1, "size")
+        entry = cls(
+            mask=_unpack(arrays["mask"], (height, width), "mask"),
+            visible=_unpack(arrays["visible"], (height, width), "visible"),
+            visible_eval=_unpack(arrays["visible_eval"], (size, size), "visible_eval"),
+            nothing_hidden=bool(_integers(arrays["nothing_hidden"], 1, "nothing_hidden")[0]),
+        )
+        entry.rgb = _optional(arrays, "rgb", np.uint8, (size, size, 3))
+        entry.clip_full = _optional(arrays, "clip_full", np.float32, (None,))
+        entry.clip_visible = _optional(arrays, "clip_visible", np.float32, entry.clip_full.shape
+                                       if entry.clip_full is not None else (None,))
+        entry.inception = _optional(arrays, "inception", np.float32, (None,))
+        maps = {name: value for name, value in arrays.items() if name.startswith("lpips_")}
+        layers = len(maps) // 2
+        expected = {f"{name}_{layer}" for name in ("lpips_full", "lpips_visible") for layer in range(layers)}
+        if set(maps) != expected:
+            raise ValueError(f"the entry's LPIPS arrays {sorted(maps)} are not lpips_full_k and lpips_visible_k "
+                             f"for k = 0 .. {layers - 1}")
+        if layers:
+            entry.lpips_full = [_optional(maps, f"lpips_full_{k}", np.float32, (None,) * 3) for k in range(layers)]
+            entry.lpips_visible = [
+                _optional(maps, f"lpips_visible_{k}", np.float32, entry.lpips_full[k].shape) for k in range(layers)
+            ]
         if entry.rgb is not None:
             entry.restricted = np.where(entry.visible_eval[..., None], entry.rgb, background[None, None, :])
         return entry
+
+    def mismatch(self, height: int, width: int, size: int, rgba: bool) -> str | None:
+        """Describe how the entry differs from a sample of that size and ground-truth kind, or None."""
+        if self.mask.shape != (height, width):
+            return f"its masks are {self.mask.shape[1]}x{self.mask.shape[0]} px, the sample {width}x{height} px"
+        if self.visible_eval.shape != (size, size):
+            return f"its evaluation-size mask is {self.visible_eval.shape[0]} px, not {size} px"
+        if rgba and (self.rgb is None or self.clip_full is None or self.clip_visible is None or self.inception is None):
+            return "it lacks the RGB arrays of an rgba sample"
+        if not rgba and self.rgb is not None:
+            return "it has RGB arrays, but the sample's ground truth is a mask"
+        return None
+
+
+def _integers(value: np.ndarray, count: int, name: str) -> list[int]:
+    if value.dtype.kind not in "biu" or value.size != count:
+        raise ValueError(f"the entry's {name} array must hold {count} integer(s), found {value.dtype} {value.shape}")
+    return [int(item) for item in value.ravel()]
+
+
+def _optional(arrays: dict, name: str, dtype, shape: tuple) -> np.ndarray | None:
+    """Return arrays[name] (None when absent) after checking its dtype and shape (None matches any side)."""
+    value = arrays.get(name)
+    if value is None:
+        return None
+    if value.dtype != dtype or len(value.shape) != len(shape) or any(
+        want is not None and side != want for side, want in zip(value.shape, shape, strict=True)
+    ):
+        wanted = "x".join("any" if side is None else str(side) for side in shape)
+        raise ValueError(f"the entry's {name} array is {value.dtype} {value.shape}, "
+                         f"expected {np.dtype(dtype)} of shape {wanted}")
+    return value
 
 
 # An entry is ENTRY_MAGIC, then the CRC-32 of everything after it and the header's
@@ -184,8 +224,8 @@ def unpack_arrays(data: bytes) -> dict[str, np.ndarray]:
     length = int.from_bytes(data[checked:start], "little")
     try:
         header = json.loads(data[start:start + length])
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"the entry header is not JSON: {error}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        raise ValueError(f"the entry header is not JSON: {type(error).__name__}: {error}") from None
     arrays = {}
     try:
         for name, (dtype, shape, offset) in header.items():
@@ -195,13 +235,18 @@ def unpack_arrays(data: bytes) -> dict[str, np.ndarray]:
             if position + count * dtype.itemsize > len(data):
                 raise ValueError(f"the entry is cut short: array {name} ends past its {len(data)} bytes")
             arrays[name] = np.frombuffer(data, dtype=dtype, count=count, offset=position).reshape(shape)
-    except (TypeError, AttributeError) as error:
+    except (TypeError, AttributeError, OverflowError) as error:
         raise ValueError(f"the entry header is malformed: {error}") from None
     return arrays
 
 
-def _unpack(bits: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    return np.unpackbits(bits, count=shape[0] * shape[1]).reshape(shape).astype(bool)
+def _unpack(bits: np.ndarray, shape: tuple[int, int], name: str = "mask") -> np.ndarray:
+    pixels = shape[0] * shape[1]
+    # The size check comes first, so a damaged shape cannot ask unpackbits for terabytes.
+    if bits.dtype != np.uint8 or bits.ndim != 1 or min(shape) < 0 or bits.size != -(-pixels // 8):
+        raise ValueError(f"the entry's {name} array ({bits.dtype}, {bits.size} values) does not hold "
+                         f"{shape[1]}x{shape[0]} packed bits")
+    return np.unpackbits(bits, count=pixels).reshape(shape).astype(bool)
 
 
 class GtCache:
@@ -215,17 +260,23 @@ class GtCache:
     def path(self, sample_id: str) -> Path:
         return self.folder / f"{sample_id}.gt"
 
-    def read(self, sample_id: str, background: np.ndarray) -> GtEntry | None:
+    def read(self, sample_id: str, background: np.ndarray,
+             check: Callable[[GtEntry], str | None] | None = None) -> GtEntry | None:
         """Return the sample's entry, or None when it is missing or cannot be read.
 
         An unreadable entry (a disk error, or a file damaged outside this code) is
-        logged and deleted, so the caller recomputes it and writes it again.
+        logged and deleted, so the caller recomputes it and writes it again. So is
+        an entry for which `check(entry)` describes a mismatch.
         """
         path = self.path(sample_id)
         if not path.is_file():
             return None
         try:
-            return GtEntry.from_bytes(path.read_bytes(), background)
+            entry = GtEntry.from_bytes(path.read_bytes(), background)
+            problem = check(entry) if check is not None else None
+            if problem is not None:
+                raise ValueError(f"the entry does not fit the sample: {problem}")
+            return entry
         except (OSError, ValueError) as error:
             logger.warning("ground-truth cache entry %s is unreadable (%s: %s); recomputing it",
                            path, type(error).__name__, error)

@@ -166,6 +166,33 @@ def _complete_ground_truth(batch: list[dict], split: Split, networks: MetricNetw
         store(split.samples[item["index"]].sample_id, item["gt"])
 
 
+def _feature_mismatch(gt, expected: dict) -> str | None:
+    """Describe how a cached entry's network features differ from `MetricNetworks.feature_shapes`, or None."""
+    for name, value in (("clip_full", gt.clip_full), ("clip_visible", gt.clip_visible), ("inception", gt.inception)):
+        want = expected["inception" if name == "inception" else "clip"]
+        if value.shape != want:
+            return f"{name} has shape {value.shape}, the network gives {want}"
+    if gt.lpips_full is not None and [m.shape for m in gt.lpips_full] != expected["lpips"]:
+        return f"its LPIPS maps have shapes {[m.shape for m in gt.lpips_full]}, the network gives {expected['lpips']}"
+    return None
+
+
+def _recompute_mismatched(batch: list[dict], split: Split, expected: dict) -> None:
+    """Mark cached entries whose features do not fit the networks as fresh, so they are
+    recomputed and written again."""
+    for item in batch:
+        gt = item["gt"]
+        if not item["gt_cached"] or gt.rgb is None:
+            continue
+        problem = _feature_mismatch(gt, expected)
+        if problem is not None:
+            logger.warning("ground-truth cache entry of sample %s does not fit the networks (%s); recomputing it",
+                           split.samples[item["index"]].sample_id, problem)
+            gt.clip_full = gt.clip_visible = gt.inception = None
+            gt.lpips_full = gt.lpips_visible = None
+            item["gt_cached"] = False
+
+
 def _stacked_maps(gts: list, name: str) -> list[np.ndarray]:
     """Stack the entries' per-layer LPIPS feature maps `name` into (len(gts), C, h, w) per layer."""
     return [np.stack(layer) for layer in zip(*(getattr(gt, name) for gt in gts), strict=True)]
@@ -203,10 +230,12 @@ def _rgb_metrics(items: list[dict], networks: MetricNetworks, n: int) -> tuple[d
 
 
 def _score_batches(split: Split, loader, networks: MetricNetworks, n: int, store: Callable,
-                   progress: Callable[[int], None] | None, keep_lpips: bool) -> tuple[list, list, list, list]:
+                   progress: Callable[[int], None] | None, keep_lpips: bool,
+                   expected: dict) -> tuple[list, list, list, list]:
     """Score the loader's batches: (table rows, FID groups, prediction and ground-truth features).
 
-    `keep_lpips` gives new ground-truth cache entries their LPIPS feature maps."""
+    `keep_lpips` gives new ground-truth cache entries their LPIPS feature maps.
+    `expected` is `MetricNetworks.feature_shapes` at the evaluation size."""
     rows: list[dict] = []
     fid_groups: list[list[str]] = []
     prediction_features, truth_features = [], []
@@ -214,6 +243,7 @@ def _score_batches(split: Split, loader, networks: MetricNetworks, n: int, store
         for item in batch:
             if "error" in item:
                 raise SubmissionError(item["error"])
+        _recompute_mismatched(batch, split, expected)
         _complete_ground_truth(batch, split, networks, store, keep_lpips)
         rgba = [item for item in batch if item["gt"].rgb is not None]
         values, features = _rgb_metrics(rgba, networks, n) if rgba else ({}, None)
@@ -235,6 +265,13 @@ def _score_batches(split: Split, loader, networks: MetricNetworks, n: int, store
         if progress is not None:
             progress(len(batch))
     return rows, fid_groups, prediction_features, truth_features
+
+
+def _stop_loader(batches) -> None:
+    """Stop a DataLoader iterator's worker processes now (a no-op without workers)."""
+    shutdown = getattr(batches, "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()
 
 
 def score_chunk(
@@ -289,9 +326,15 @@ def score_chunk(
 
         # The loader starts first, so its workers decode the first batches while the networks load.
         batches = iter(make_loader(dataset, config.batch_size, workers))
-        rows, fid_groups, prediction_features, truth_features = _score_batches(
-            split, batches, context.networks, n, store, progress, context.keeps_lpips_features
-        )
+        try:
+            networks = context.networks
+            rows, fid_groups, prediction_features, truth_features = _score_batches(
+                split, batches, networks, n, store, progress, context.keeps_lpips_features,
+                networks.feature_shapes(config.eval_size),
+            )
+        finally:
+            # An exception's traceback would keep the iterator, and its worker processes, alive.
+            _stop_loader(batches)
         _report_failed_writes(writes, cache, context.unwritable_cache_folders)
 
     dims = int(config.inception.get("dims", 2048))

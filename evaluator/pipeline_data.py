@@ -79,7 +79,10 @@ class ScoringDataset(Dataset):
     def __getitem__(self, position: int) -> dict:
         index = self.indices[position]
         sample = self.split.samples[index]
-        gt = self.cache.read(sample.sample_id, self.background)
+        gt = self.cache.read(
+            sample.sample_id, self.background,
+            lambda entry: entry.mismatch(sample.height, sample.width, self.size, sample.gt_kind == "rgba"),
+        )
         cached = gt is not None
         if not cached:
             gt = prepare_ground_truth(self.split, sample, self.size, self.background)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import lpips
@@ -43,7 +44,7 @@ class MetricNetworks:
         self.lpips = load_lpips(weights_dir, config).to(device)
         self.clip = load_clip(weights_dir, config).to(device)
         self.inception = load_inception(weights_dir, config).to(device)
-        self._lpips_bytes: dict[int, int] = {}
+        self._feature_shapes: dict[int, dict] = {}
         logger.info("loaded the metric networks from %s on %s", weights_dir, device)
 
     def _unit_range(self, images: np.ndarray) -> torch.Tensor:
@@ -80,12 +81,21 @@ class MetricNetworks:
         ]
         return [np.concatenate(layer) for layer in zip(*parts, strict=True)]
 
+    def feature_shapes(self, size: int) -> dict:
+        """Return the shapes of one size x size image's features: `clip` and `inception`
+        (one tuple each) and `lpips` (a list, one (C, h, w) per AlexNet layer)."""
+        if size not in self._feature_shapes:
+            image = np.zeros((1, size, size, 3), dtype=np.uint8)
+            self._feature_shapes[size] = {
+                "clip": self.clip_embedding(image).shape[1:],
+                "inception": self.inception_features(image).shape[1:],
+                "lpips": [layer.shape[1:] for layer in self.lpips_features(image)],
+            }
+        return self._feature_shapes[size]
+
     def lpips_feature_bytes(self, size: int) -> int:
-        """Return the size in bytes of one size x size image's `lpips_features`."""
-        if size not in self._lpips_bytes:
-            maps = self.lpips_features(np.zeros((1, size, size, 3), dtype=np.uint8))
-            self._lpips_bytes[size] = sum(layer[0].nbytes for layer in maps)
-        return self._lpips_bytes[size]
+        """Return the size in bytes of one size x size image's `lpips_features` (float32)."""
+        return sum(4 * math.prod(shape) for shape in self.feature_shapes(size)["lpips"])
 
     @torch.no_grad()
     def lpips_distance(

@@ -84,17 +84,13 @@ def header_of(arrays_header: bytes, body: bytes = b"") -> bytes:
     (header_of(b'{"a": ["no such dtype", [1], 0]}', bytes(64)), "the entry header is malformed: "),
     (header_of(b'{"a": 5}'), "the entry header is malformed: "),
     (header_of(b'["a"]'), "the entry header is malformed: "),
+    (header_of(b'{"a": ["<f4", [1], Infinity]}', bytes(64)), "the entry header is malformed: "),
+    (header_of(b"[" * 100_000), "the entry header is not JSON: RecursionError: "),
 ])
 def test_unpack_rejects_damaged_data(data, message):
     with pytest.raises(ValueError) as error:
         unpack_arrays(data)
     assert str(error.value).startswith(message)
-
-
-def test_entry_missing_array():
-    data = pack_arrays({"shape": np.array([2, 2])})
-    with pytest.raises(ValueError, match="^the entry lacks the array 'size'$"):
-        GtEntry.from_bytes(data, BACKGROUND)
 
 
 def test_flipped_byte_fails_crc():
@@ -116,14 +112,43 @@ def minimal_arrays(**extra) -> dict:
     }
 
 
-@pytest.mark.parametrize(("extra", "message"), [
-    ({"rgb": np.zeros((3, 3, 3), np.uint8)}, "the entry's rgb array is (3, 3, 3), not (2, 2, 3)"),
-    ({"lpips_full_0": np.zeros((2, 1, 1), np.float32)}, "the entry lacks the array 'lpips_visible_0'"),
+def test_entry_missing_array():
+    arrays = minimal_arrays()
+    del arrays["size"]
+    with pytest.raises(ValueError, match="^the entry lacks the array 'size'$"):
+        GtEntry.from_bytes(pack_arrays(arrays), BACKGROUND)
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"rgb": np.zeros((3, 3, 3), np.uint8)},
+     "the entry's rgb array is uint8 (3, 3, 3), expected uint8 of shape 2x2x3"),
+    ({"lpips_full_0": np.zeros((2, 1, 1), np.float32)},
+     "the entry's LPIPS arrays ['lpips_full_0'] are not lpips_full_k and lpips_visible_k for k = 0 .. -1"),
+    ({"lpips_full_0": np.zeros((2, 1, 1), np.float32), "lpips_visible_x": np.zeros((2, 1, 1), np.float32)},
+     "the entry's LPIPS arrays ['lpips_full_0', 'lpips_visible_x'] are not lpips_full_k and lpips_visible_k "
+     "for k = 0 .. 0"),
     ({"lpips_full_0": np.zeros((2, 1, 1), np.float32), "lpips_visible_0": np.zeros((3, 1, 1), np.float32)},
-     "the entry's lpips_full and lpips_visible arrays differ in shape"),
+     "the entry's lpips_visible_0 array is float32 (3, 1, 1), expected float32 of shape 2x1x1"),
+    ({"lpips_full_0": np.zeros((2, 1, 1), np.float64), "lpips_visible_0": np.zeros((2, 1, 1), np.float64)},
+     "the entry's lpips_full_0 array is float64 (2, 1, 1), expected float32 of shape anyxanyxany"),
+    ({"clip_full": np.zeros(4, np.float32), "clip_visible": np.zeros(5, np.float32)},
+     "the entry's clip_visible array is float32 (5,), expected float32 of shape 4"),
+    ({"size": np.array([2, 2])}, "the entry's size array must hold 1 integer(s), found int64 (2,)"),
+    ({"shape": np.array([2**20, 2**20])},
+     "the entry's mask array (uint8, 1 values) does not hold 1048576x1048576 packed bits"),
+    ({"size": np.array(60000)},
+     "the entry's visible_eval array (uint8, 1 values) does not hold 60000x60000 packed bits"),
 ])
-def test_inconsistent_entry_rejected(extra, message):
-    data = pack_arrays(minimal_arrays(**extra))
+def test_inconsistent_entry_rejected(changes, message):
+    data = pack_arrays(minimal_arrays(**changes))
     with pytest.raises(ValueError) as error:
         GtEntry.from_bytes(data, BACKGROUND)
     assert str(error.value) == message
+
+
+def test_entry_mismatch_with_sample():
+    entry = GtEntry.from_bytes(pack_arrays(minimal_arrays()), BACKGROUND)
+    assert entry.mismatch(2, 2, 2, rgba=False) is None
+    assert entry.mismatch(2, 3, 2, rgba=False) == "its masks are 2x2 px, the sample 3x2 px"
+    assert entry.mismatch(2, 2, 4, rgba=False) == "its evaluation-size mask is 2 px, not 4 px"
+    assert entry.mismatch(2, 2, 2, rgba=True) == "it lacks the RGB arrays of an rgba sample"

@@ -1,5 +1,6 @@
 import dataclasses
 import math
+import multiprocessing
 import shutil
 import tarfile
 
@@ -11,7 +12,8 @@ import torchvision
 
 from evaluator.config import load_config
 from evaluator.fid import FidStats, frechet_distance
-from evaluator.gt_cache import GtCache, ground_truth_version
+from evaluator.gt_cache import GtCache, ground_truth_version, pack_arrays, unpack_arrays
+from evaluator.weights import WeightsError
 from evaluator.pipeline import (
     SAMPLE_COLUMNS,
     ChunkResult,
@@ -318,3 +320,56 @@ def test_lpips_cache_off(split_path, submissions, tiny_config, stand_in_weights,
     assert entry.clip_full is not None
     assert entry.lpips_full is None
     assert entry.lpips_visible is None
+
+
+def rewrite_entry(cache: GtCache, sample_id: str, change) -> None:
+    """Rewrite a cache entry after `change(arrays)` edits its arrays in place (the CRC stays valid)."""
+    path = cache.path(sample_id)
+    arrays = {name: value.copy() for name, value in unpack_arrays(path.read_bytes()).items()}
+    change(arrays)
+    path.write_bytes(pack_arrays(arrays))
+
+
+def test_mismatched_entries_recomputed(split_path, submissions, tiny_config, scoring_context, tmp_path,
+                                       truth_result, caplog):
+    split = Split(split_path)
+    score(split_path, submissions["truth"], tiny_config, scoring_context, tmp_path)
+    cache = GtCache(tmp_path, ground_truth_version(split), tiny_config.hash, scoring_context.weights_fingerprint)
+    first, second, third = (sample.sample_id for sample in split.samples[:3])
+    rewrite_entry(cache, first, lambda arrays: arrays.pop("rgb"))
+    rewrite_entry(cache, second, lambda arrays: arrays.update(clip_full=arrays["clip_full"][:5].copy(),
+                                                               clip_visible=arrays["clip_visible"][:5].copy()))
+    rewrite_entry(cache, third, lambda arrays: arrays.update(lpips_full_0=arrays["lpips_full_0"][:, :2].copy(),
+                                                              lpips_visible_0=arrays["lpips_visible_0"][:, :2].copy()))
+    with caplog.at_level("WARNING"):
+        results = score(split_path, submissions["truth"], tiny_config, scoring_context, tmp_path)
+    pd.testing.assert_frame_equal(aggregate(results, tiny_config).samples, truth_result.samples)
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert len(warnings) == 3
+    assert warnings[0] == (f"ground-truth cache entry {cache.path(first)} is unreadable (ValueError: the entry "
+                           "does not fit the sample: it lacks the RGB arrays of an rgba sample); recomputing it")
+    assert warnings[1] == (f"ground-truth cache entry of sample {second} does not fit the networks (clip_full has "
+                           "shape (5,), the network gives (32,)); recomputing it")
+    assert warnings[2].startswith(f"ground-truth cache entry of sample {third} does not fit the networks (its "
+                                  "LPIPS maps have shapes [(64, 2, 15), ")
+    # The recomputed entries were written again and now read back whole.
+    for sample in split.samples[:3]:
+        entry = cache.read(sample.sample_id, scoring_context.background)
+        assert entry.mismatch(sample.height, sample.width, tiny_config.eval_size, True) is None
+        assert entry.clip_full.shape == (32,)
+        assert entry.lpips_full[0].shape == (64, 15, 15)
+
+
+def test_weights_failure_stops_loader(split_path, submissions, tiny_config, stand_in_weights, tmp_path):
+    folder = tmp_path / "weights"
+    shutil.copytree(stand_in_weights, folder)
+    inception = folder / "inception" / "pt_inception-2015-12-05-6726825d.pth"
+    with inception.open("r+b") as file:  # damaged, but of the size the manifest records
+        file.write(bytes(1000))
+    context = ScoringContext(tiny_config, folder, "cpu")
+    before = set(multiprocessing.active_children())
+    with pytest.raises(WeightsError) as raised:
+        score(split_path, submissions["truth"], tiny_config, context, tmp_path / "cache", workers=1)
+    # The exception, and so its traceback, is still referenced here; the loader's worker has stopped anyway.
+    assert str(raised.value).startswith(f"weights file {inception} could not be read (")
+    assert set(multiprocessing.active_children()) == before
