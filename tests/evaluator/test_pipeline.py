@@ -13,7 +13,6 @@ import torchvision
 from evaluator.config import load_config
 from evaluator.fid import FidStats, frechet_distance
 from evaluator.gt_cache import GtCache, ground_truth_version, pack_arrays, unpack_arrays
-from evaluator.weights import WeightsError
 from evaluator.pipeline import (
     SAMPLE_COLUMNS,
     ChunkResult,
@@ -25,6 +24,7 @@ from evaluator.pipeline import (
 from evaluator.split import Prompt, Sample, Split, SplitWriter
 from evaluator.submission import SubmissionArchive, write_submission
 from evaluator.synthetic.engine import make_synthetic_split
+from evaluator.weights import WeightsError
 
 SAMPLES = 14
 
