@@ -119,7 +119,7 @@ class GtEntry:
         arrays = unpack_arrays(data)
         missing = sorted({"shape", "size", "mask", "visible", "visible_eval", "nothing_hidden"} - set(arrays))
         if missing:
-            raise ValueError(f"the entry lacks the array {missing[0]!r}")
+            raise ValueError(f"the entry is missing the array {missing[0]!r}")
         height, width = _integers(arrays["shape"], 2, "shape")
         (size,) = _integers(arrays["size"], 1, "size")
         entry = cls(
@@ -173,26 +173,29 @@ def _optional(arrays: dict, name: str, dtype, shape: tuple) -> np.ndarray | None
     if value is None:
         return None
     if value.dtype != dtype or len(value.shape) != len(shape) or any(
-        want is not None and side != want for side, want in zip(value.shape, shape, strict=True)
+        expected is not None and side != expected for side, expected in zip(value.shape, shape, strict=True)
     ):
-        wanted = "x".join("any" if side is None else str(side) for side in shape)
+        expected_shape = "x".join("any" if side is None else str(side) for side in shape)
         raise ValueError(f"the entry's {name} array is {value.dtype} {value.shape}, "
-                         f"expected {np.dtype(dtype)} of shape {wanted}")
+                         f"expected {np.dtype(dtype)} of shape {expected_shape}")
     return value
 
 
-# An entry is ENTRY_MAGIC, then the CRC-32 of everything after it and the header's
-# length (both uint32, little-endian). The header follows: JSON that gives each
-# array's dtype, shape and offset into the data. Then come the arrays' bytes, each
-# starting at a multiple of 64 bytes from the entry's start. A read parses one JSON
-# header, where an .npz parses one per array (1 ms for an entry of 20 arrays).
 ENTRY_MAGIC = b"REFLADE-GT-1\n"
 _PREFIX = len(ENTRY_MAGIC) + 8  # the magic, the CRC-32 and the header's length
 _ALIGN = 64
 
 
 def pack_arrays(arrays: dict[str, np.ndarray]) -> bytes:
-    """Serialise named arrays in the entry format."""
+    """Serialise named arrays in the entry format.
+
+    An entry is ENTRY_MAGIC, then the CRC-32 of everything after it and the
+    header's length (both uint32, little-endian). The header follows: JSON that
+    gives each array's dtype, shape and offset into the data. Then come the arrays'
+    bytes, each starting at a multiple of 64 bytes from the entry's start. A read
+    parses one JSON header, where an .npz parses one per array (1 ms for an entry
+    of 20 arrays).
+    """
     header, offset = {}, 0
     for name, value in arrays.items():
         header[name] = [value.dtype.str, list(value.shape), offset]
@@ -233,10 +236,10 @@ def unpack_arrays(data: bytes) -> dict[str, np.ndarray]:
             count = int(np.prod(shape))
             position = start + length + int(offset)
             if position + count * dtype.itemsize > len(data):
-                raise ValueError(f"the entry is cut short: array {name} ends past its {len(data)} bytes")
+                raise ValueError(f"the entry is truncated: array {name} ends past its {len(data)} bytes")
             arrays[name] = np.frombuffer(data, dtype=dtype, count=count, offset=position).reshape(shape)
     except (TypeError, AttributeError, OverflowError) as error:
-        raise ValueError(f"the entry header is malformed: {error}") from None
+        raise ValueError(f"the entry header is invalid: {error}") from None
     return arrays
 
 

@@ -65,7 +65,6 @@ class ScoringContext:
         self.device = pick_device(device)
         self.background = background_bytes(config.i_bkgd)
         self._networks: MetricNetworks | None = None
-        self._keeps_lpips: bool | None = None
         # Cache folders whose failed writes were already reported by this context.
         self.unwritable_cache_folders: set[Path] = set()
 
@@ -77,12 +76,10 @@ class ScoringContext:
 
     @property
     def keeps_lpips_features(self) -> bool:
-        """Whether ground-truth cache entries keep the LPIPS feature maps of g_rgb and g_rgb ⊙ v:
-        true when both fit the config's `lpips_cache_mib`."""
-        if self._keeps_lpips is None:
-            per_sample = 2 * self.networks.lpips_feature_bytes(self.config.eval_size)
-            self._keeps_lpips = per_sample <= self.config.lpips_cache_mib * 2**20
-        return self._keeps_lpips
+        """True when ground-truth cache entries keep the LPIPS feature maps of g_rgb and
+        g_rgb ⊙ v, because both fit the config's `lpips_cache_mib`."""
+        per_sample = 2 * self.networks.lpips_feature_bytes(self.config.eval_size)
+        return per_sample <= self.config.lpips_cache_mib * 2**20
 
 
 @dataclass
@@ -168,10 +165,11 @@ def _complete_ground_truth(batch: list[dict], split: Split, networks: MetricNetw
 
 def _feature_mismatch(gt, expected: dict) -> str | None:
     """Describe how a cached entry's network features differ from `MetricNetworks.feature_shapes`, or None."""
-    for name, value in (("clip_full", gt.clip_full), ("clip_visible", gt.clip_visible), ("inception", gt.inception)):
-        want = expected["inception" if name == "inception" else "clip"]
-        if value.shape != want:
-            return f"{name} has shape {value.shape}, the network gives {want}"
+    vectors = (("clip_full", gt.clip_full, "clip"), ("clip_visible", gt.clip_visible, "clip"),
+               ("inception", gt.inception, "inception"))
+    for name, value, network in vectors:
+        if value.shape != expected[network]:
+            return f"{name} has shape {value.shape}, the network gives {expected[network]}"
     if gt.lpips_full is not None and [m.shape for m in gt.lpips_full] != expected["lpips"]:
         return f"its LPIPS maps have shapes {[m.shape for m in gt.lpips_full]}, the network gives {expected['lpips']}"
     return None

@@ -383,9 +383,8 @@ class _TarSource:
         return name in self.members
 
     def read(self, name: str) -> bytes:
-        handle = self._tar.extractfile(self.members[name])
-        assert handle is not None  # regular files always have a stream
-        return handle.read()
+        with self.open(name) as handle:
+            return handle.read()
 
     def open(self, name: str) -> BinaryIO:
         handle = self._tar.extractfile(self.members[name])

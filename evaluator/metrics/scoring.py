@@ -52,9 +52,10 @@ class MetricNetworks:
         tensor = torch.from_numpy(np.ascontiguousarray(images)).to(self.device, non_blocking=True)
         return tensor.permute(0, 3, 1, 2).float() / 255
 
-    def _slices(self, count: int):
-        for start in range(0, count, self.batch_size):
-            yield slice(start, min(start + self.batch_size, count))
+    def _slices(self, count: int, step: int | None = None):
+        step = step or self.batch_size
+        for start in range(0, count, step):
+            yield slice(start, min(start + step, count))
 
     def _lpips_features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Compute the channel-normalised AlexNet feature maps of images in [-1, 1], as LPIPS does.
@@ -73,12 +74,11 @@ class MetricNetworks:
         `lpips_distance` accepts these in place of its first images, so a cache can
         keep them and spare the ground truth's AlexNet passes.
         """
+        parts = []
         # Up to 2 x batch_size images per pass, as many as lpips_distance sends.
-        step = 2 * self.batch_size
-        parts = [
-            [layer.float().cpu().numpy() for layer in self._lpips_features(self._unit_range(images[i:i + step]) * 2 - 1)]
-            for i in range(0, len(images), step)
-        ]
+        for part in self._slices(len(images), 2 * self.batch_size):
+            maps = self._lpips_features(self._unit_range(images[part]) * 2 - 1)
+            parts.append([layer.float().cpu().numpy() for layer in maps])
         return [np.concatenate(layer) for layer in zip(*parts, strict=True)]
 
     def feature_shapes(self, size: int) -> dict:

@@ -80,11 +80,11 @@ def header_of(arrays_header: bytes, body: bytes = b"") -> bytes:
     (b"PK\x03\x04 an old .npz entry", "the entry does not start with b'REFLADE-GT-1\\n'"),
     (header_of(b"{not json"), "the entry header is not JSON: "),
     (ENTRY_MAGIC + b"\x00", "the entry's CRC-32 does not match its contents"),
-    (header_of(b'{"a": ["<f4", [4], 0]}', bytes(8)), "the entry is cut short: array a ends past its "),
-    (header_of(b'{"a": ["no such dtype", [1], 0]}', bytes(64)), "the entry header is malformed: "),
-    (header_of(b'{"a": 5}'), "the entry header is malformed: "),
-    (header_of(b'["a"]'), "the entry header is malformed: "),
-    (header_of(b'{"a": ["<f4", [1], Infinity]}', bytes(64)), "the entry header is malformed: "),
+    (header_of(b'{"a": ["<f4", [4], 0]}', bytes(8)), "the entry is truncated: array a ends past its "),
+    (header_of(b'{"a": ["no such dtype", [1], 0]}', bytes(64)), "the entry header is invalid: "),
+    (header_of(b'{"a": 5}'), "the entry header is invalid: "),
+    (header_of(b'["a"]'), "the entry header is invalid: "),
+    (header_of(b'{"a": ["<f4", [1], Infinity]}', bytes(64)), "the entry header is invalid: "),
     (header_of(b"[" * 100_000), "the entry header is not JSON: RecursionError: "),
 ])
 def test_unpack_rejects_damaged_data(data, message):
@@ -115,7 +115,7 @@ def minimal_arrays(**extra) -> dict:
 def test_entry_missing_array():
     arrays = minimal_arrays()
     del arrays["size"]
-    with pytest.raises(ValueError, match="^the entry lacks the array 'size'$"):
+    with pytest.raises(ValueError, match="^the entry is missing the array 'size'$"):
         GtEntry.from_bytes(pack_arrays(arrays), BACKGROUND)
 
 

@@ -370,6 +370,6 @@ def test_weights_failure_stops_loader(split_path, submissions, tiny_config, stan
     before = set(multiprocessing.active_children())
     with pytest.raises(WeightsError) as raised:
         score(split_path, submissions["truth"], tiny_config, context, tmp_path / "cache", workers=1)
-    # The exception, and so its traceback, is still referenced here; the loader's worker has stopped anyway.
+    # The exception and its traceback are still referenced here, yet the loader's worker has stopped.
     assert str(raised.value).startswith(f"weights file {inception} could not be read (")
     assert set(multiprocessing.active_children()) == before
