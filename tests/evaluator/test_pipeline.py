@@ -70,12 +70,15 @@ def score(split_path, zip_path, config, context, cache_dir, chunks=1, workers=0)
     split = Split(split_path)
     submission = SubmissionArchive(zip_path, split, config.max_candidates)
     bounds = np.linspace(0, len(split), chunks + 1).round().astype(int)
-    results = [
-        score_chunk(split, submission, int(start), int(stop), config, cache_dir=cache_dir, workers=workers,
-                    context=context)
-        for start, stop in zip(bounds[:-1], bounds[1:], strict=True)
-    ]
-    return results
+    try:
+        return [
+            score_chunk(split, submission, int(start), int(stop), config, cache_dir=cache_dir, workers=workers,
+                        context=context)
+            for start, stop in zip(bounds[:-1], bounds[1:], strict=True)
+        ]
+    finally:
+        # Closed here, so an exception that outlives the call does not leave the zip open.
+        submission.close()
 
 
 @pytest.fixture(scope="module")
