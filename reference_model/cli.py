@@ -12,7 +12,7 @@ import logging
 import os
 from pathlib import Path
 
-from reference_model.visible import VisibleSettings
+from reference_model.visible import FILLS, VisibleSettings
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,9 @@ def _add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--visible-tolerance", type=float, default=None,
                         help="copy the input's pixels where the predicted layer is visible and its colour is "
                              f"within this mean difference in [0, 1] (default {VisibleSettings.tolerance})")
+    parser.add_argument("--fill", choices=FILLS, default=None,
+                        help="colours of the hidden part: the visible pixels' colours spread by a Gaussian "
+                             f"(nearby) or the model's (model) (default {VisibleSettings.fill})")
     parser.add_argument("--no-preserve-visible", action="store_true",
                         help="keep the model's colours everywhere, also where the layer is visible")
 
@@ -115,11 +118,13 @@ def _synthetic_training_split(samples: int, resolution: int, out: str) -> Path:
 def _predict_from_args(args) -> Path:
     from reference_model.predict import predict
 
-    if args.no_preserve_visible and args.visible_tolerance is not None:
-        raise SystemExit("--visible-tolerance has no effect with --no-preserve-visible; give only one of them")
+    for flag, value in (("--visible-tolerance", args.visible_tolerance), ("--fill", args.fill)):
+        if args.no_preserve_visible and value is not None:
+            raise SystemExit(f"{flag} has no effect with --no-preserve-visible; give only one of them")
     tolerance = VisibleSettings.tolerance if args.visible_tolerance is None else args.visible_tolerance
+    fill = VisibleSettings.fill if args.fill is None else args.fill
     try:
-        visible = None if args.no_preserve_visible else VisibleSettings(tolerance=tolerance)
+        visible = None if args.no_preserve_visible else VisibleSettings(tolerance=tolerance, fill=fill)
     except ValueError as error:
         raise SystemExit(f"--visible-tolerance: {error}") from None
     return predict(

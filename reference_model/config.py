@@ -122,7 +122,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     # Linear warm-up steps of the learning rate, then constant.
     warmup_steps: int = 100
-    # Denoiser-stage steps (the alpha decoder trains alongside).
+    # Denoiser-stage steps (the alpha and visibility decoders train alongside).
     steps: int = 2500
     # VAE-stage steps; ignored when the VAE is pretrained.
     vae_steps: int = 300
@@ -133,6 +133,9 @@ class TrainConfig:
     alpha_loss_weight: float = 1.0
     # Examples per step the alpha decoder trains on (the first of each batch); 0 means all.
     alpha_batch_size: int = 4
+    # Weight of the visibility decoder's binary cross-entropy in the denoiser stage;
+    # it trains on every background example of a batch.
+    visibility_loss_weight: float = 1.0
     # Encode every training example once at the start of the denoiser stage and keep
     # the latents in memory (the VAE is frozen there). Meant for small splits.
     cache_latents: bool = True

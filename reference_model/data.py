@@ -21,6 +21,9 @@ from reference_model.canvas import render_canvas
 logger = logging.getLogger(__name__)
 
 MID_GRAY = 0.5
+# Largest difference, in 0..255 levels of any channel, between the image and a
+# layer's colour at which the image still shows that colour unchanged.
+VISIBILITY_TOLERANCE = 8
 
 
 def resize_array(array: np.ndarray, resolution: int, resample=Image.BICUBIC) -> np.ndarray:
@@ -45,15 +48,28 @@ def composite_over_gray(layer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rgb, alpha
 
 
-def prepare_inputs(split: Split, sample: Sample, resolution: int) -> tuple[torch.Tensor, torch.Tensor, str]:
-    """The image (3, R, R) and canvas (3, R, R) in [-1, 1], and the text ("" when absent)."""
-    return inputs_from_arrays(split.read_image(sample), split.read_mask_prompt(sample), sample, resolution)
+def visibility_target(image: np.ndarray, layer: np.ndarray) -> np.ndarray:
+    """Where the image shows the layer's own colour: bool (H, W).
+
+    For background layers this is the visibility decoder's target.
+
+    `image` is uint8 RGB (H, W, 3) and `layer` uint8 RGBA (H, W, 4). A pixel counts
+    when the layer's alpha is at least 128 and every channel of the image is within
+    VISIBILITY_TOLERANCE of the layer's colour. Unlike the ground-truth visible mask,
+    this leaves out pixels that a semi-transparent layer in front tints, pixels of a
+    semi-transparent layer (the image mixes it with what lies behind) and soft edges.
+    """
+    difference = np.abs(image.astype(np.int16) - layer[..., :3].astype(np.int16)).max(axis=-1)
+    return (layer[..., 3] >= 128) & (difference <= VISIBILITY_TOLERANCE)
 
 
 def inputs_from_arrays(
     pixels: np.ndarray, mask_prompt: np.ndarray | None, sample: Sample, resolution: int
 ) -> tuple[torch.Tensor, torch.Tensor, str]:
-    """Build `prepare_inputs`'s result from an image (uint8 (H, W, 3)) and mask prompt already read."""
+    """The model's inputs from an image (uint8 (H, W, 3)) and its mask prompt (bool (H, W) or None).
+
+    Returns the image (3, R, R) and canvas (3, R, R) in [-1, 1], and the text ("" when absent).
+    """
     image = pixels.astype(np.float32) / 255
     canvas = render_canvas(sample.prompt, sample.width, sample.height, resolution, mask_prompt)
     text = sample.prompt.text or ""
@@ -65,7 +81,8 @@ class LayerDataset(Dataset):
 
     Samples with `gt_kind: amodal_mask` are skipped because their layer has no RGB
     ground truth. Each item is a dict: `image`, `canvas`, `layer_rgb` (3, R, R) in
-    [-1, 1], `alpha` (1, R, R) in [0, 1], `text` (str) and `index`.
+    [-1, 1], `alpha` and `visibility` (1, R, R) in [0, 1] (see `visibility_target`),
+    `background` (bool, the layer kind), `text` (str) and `index`.
     """
 
     def __init__(self, split: Split, resolution: int, cache: bool = True):
@@ -89,13 +106,20 @@ class LayerDataset(Dataset):
         if index in self._items:
             return self._items[index]
         sample = self.samples[index]
-        image, canvas, text = prepare_inputs(self.split, sample, self.resolution)
-        rgb, alpha = composite_over_gray(self.split.read_gt_layer(sample))
+        pixels = self.split.read_image(sample)
+        image, canvas, text = inputs_from_arrays(pixels, self.split.read_mask_prompt(sample), sample, self.resolution)
+        layer = self.split.read_gt_layer(sample)
+        rgb, alpha = composite_over_gray(layer)
+        visibility = visibility_target(pixels, layer).astype(np.float32)[..., None]
         item = {
             "image": image,
             "canvas": canvas,
             "layer_rgb": to_tensor(resize_array(rgb, self.resolution)),
             "alpha": torch.from_numpy(resize_array(alpha, self.resolution, Image.BILINEAR).transpose(2, 0, 1).copy()),
+            "visibility": torch.from_numpy(
+                resize_array(visibility, self.resolution, Image.BILINEAR).transpose(2, 0, 1).copy()
+            ),
+            "background": sample.layer_kind == "background",
             "text": text,
             "index": index,
         }

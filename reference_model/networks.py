@@ -56,11 +56,13 @@ def build_vae(config: ModelConfig) -> AutoencoderKL:
     )
 
 
-def build_alpha_decoder(vae: AutoencoderKL) -> Decoder:
-    """Build a decoder with the VAE decoder's structure and one output channel (alpha logits).
+def build_map_decoder(vae: AutoencoderKL) -> Decoder:
+    """Build a decoder with the VAE decoder's structure and one output channel (logits of a map).
 
-    It starts from the VAE decoder's weights wherever the shapes agree, which is
-    everywhere except the last convolution.
+    RefLayer has two: the alpha decoder (layer latent -> alpha) and the visibility
+    decoder (image latent -> where the image shows the background). Each starts from
+    the VAE decoder's weights wherever the shapes agree, which is everywhere except
+    the last convolution.
     """
     vae_cfg = vae.config
     decoder = Decoder(
@@ -241,7 +243,7 @@ def build_transformer(config: ModelConfig, hidden_dim: int, pooled_dim: int, lat
 
 
 class RefLayer(nn.Module):
-    """All of RefLayer: VAE, text encoder, denoiser and alpha decoder."""
+    """All of RefLayer: VAE, text encoder, denoiser, alpha decoder and visibility decoder."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -254,7 +256,8 @@ class RefLayer(nn.Module):
             config, self.text_encoder.hidden_dim, self.text_encoder.pooled_dim, self.vae.config.latent_channels
         )
         self.denoiser = RefLayerDenoiser(transformer, config.transformer.compress_kernel_size)
-        self.alpha_decoder = build_alpha_decoder(self.vae)
+        self.alpha_decoder = build_map_decoder(self.vae)
+        self.visibility_decoder = build_map_decoder(self.vae)
 
     @property
     def latent_scale(self) -> tuple[float, float]:
@@ -278,9 +281,21 @@ class RefLayer(nn.Module):
         shift, scale = self.latent_scale
         return self.alpha_decoder(latent / scale + shift)
 
+    def decode_visibility_logits(self, image_latent: torch.Tensor) -> torch.Tensor:
+        """Decode normalised image latents to the logits (B, 1, R, R) of the background's visibility.
+
+        The target is `reference_model.data.visibility_target` of the background
+        layer: where the image shows the background's own colour, with no object,
+        semi-transparent or not, over it.
+        """
+        shift, scale = self.latent_scale
+        return self.visibility_decoder(image_latent / scale + shift)
+
     def trained_modules(self) -> dict[str, nn.Module]:
         """Return the parts whose weights a checkpoint stores: all but the frozen pretrained ones."""
-        modules: dict[str, nn.Module] = {"denoiser": self.denoiser, "alpha_decoder": self.alpha_decoder}
+        modules: dict[str, nn.Module] = {
+            "denoiser": self.denoiser, "alpha_decoder": self.alpha_decoder, "visibility_decoder": self.visibility_decoder,
+        }
         if self.config.vae.pretrained_subfolder is None or self.config.pretrained is None:
             modules["vae"] = self.vae
         if self.config.text.kind == "open_clip":

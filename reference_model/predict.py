@@ -15,7 +15,7 @@ from evaluator.submission import validate_submission, write_submission
 from reference_model.checkpoint import load_model
 from reference_model.data import inputs_from_arrays
 from reference_model.networks import RefLayer
-from reference_model.sampling import generate
+from reference_model.sampling import background_visibility, generate
 from reference_model.visible import DEFAULT_SETTINGS, VisibleSettings, preserve_visible
 
 logger = logging.getLogger(__name__)
@@ -32,7 +32,9 @@ def iter_predictions(
     """Yield (sample_id, candidates) in manifest order; candidate k uses seed + k.
 
     With `visible` settings, each layer keeps the input image's pixels where it is
-    estimated visible (see `reference_model.visible`).
+    estimated visible and completes the rest as the settings say (see
+    `reference_model.visible`). A background layer's visible pixels come from the
+    visibility decoder, a foreground layer's from the colours.
     """
     seeds = [seed + k for k in range(candidates)]
     started = time.perf_counter()
@@ -41,7 +43,10 @@ def iter_predictions(
         image, canvas, text = inputs_from_arrays(pixels, mask, sample, model.config.resolution)
         layers = generate(model, image, canvas, text, seeds, steps, guidance_scale, sample.width, sample.height)
         if visible is not None:
-            layers = [preserve_visible(layer, pixels, sample.layer_kind, mask, visible) for layer in layers]
+            visibility = None
+            if sample.layer_kind == "background":
+                visibility = background_visibility(model, image, sample.width, sample.height)
+            layers = [preserve_visible(layer, pixels, sample.layer_kind, mask, visible, visibility) for layer in layers]
         yield sample.sample_id, layers
         if index % 50 == 0 or index == len(split):
             elapsed = time.perf_counter() - started
@@ -103,7 +108,7 @@ def predict(
         "sampling_steps": steps,
         "guidance_scale": guidance_scale,
         "seed": seed,
-        "preserve_visible": None if visible is None else {"tolerance": visible.tolerance, "sigma": visible.sigma},
+        "preserve_visible": None if visible is None else visible.to_dict(),
     }
     logger.info("predicting %d samples of %s with %s on %s", len(opened), opened.path, checkpoint, device)
     with torch.inference_mode():

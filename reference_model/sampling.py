@@ -1,5 +1,8 @@
 """Inference: sample layer latents with FlowMatchEulerDiscreteScheduler, decode RGBA.
 
+`background_visibility` decodes, from the image alone, where the image shows the
+background; `predict` uses it for background layers.
+
 Candidate k of a sample starts from the noise of `torch.Generator("cpu")` seeded
 with seeds[k], so a fixed seed gives the same candidate on any device up to
 floating-point differences. Classifier-free guidance mixes the velocity with the
@@ -96,6 +99,19 @@ def to_layer_image(rgba: np.ndarray, width: int, height: int) -> np.ndarray:
     ]
     stacked = np.clip(np.stack(channels, axis=-1), 0.0, 1.0)
     return np.round(stacked * 255).astype(np.uint8)
+
+
+@torch.no_grad()
+def background_visibility(model: RefLayer, image: torch.Tensor, width: int, height: int) -> np.ndarray:
+    """Probability that the image (3, R, R) shows the background at each pixel: float32 (height, width).
+
+    It depends on the image only, so every candidate of a sample shares it.
+    """
+    device = next(model.visibility_decoder.parameters()).device
+    logits = model.decode_visibility_logits(model.encode(image[None].to(device)))
+    probability = torch.sigmoid(logits.float())[0, 0].cpu().numpy()
+    resized = Image.fromarray(probability.astype(np.float32), mode="F").resize((width, height), Image.BICUBIC)
+    return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
 
 
 def generate(

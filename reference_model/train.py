@@ -6,8 +6,10 @@ Training has two stages, counted by one global step:
    learns to reconstruct images, canvases and layer RGBs. At its end the latent
    normalisation is fitted so that normalised latents have unit variance.
 2. `denoiser` (the next `steps` steps): with the VAE frozen, the denoiser (and the
-   text encoder when it is trainable) learns rectified flow matching and the alpha
-   decoder learns latent -> alpha, with EMA weights kept for inference. With
+   text encoder when it is trainable) learns rectified flow matching, the alpha
+   decoder learns layer latent -> alpha and the visibility decoder learns, on the
+   background examples, image latent -> the background's visibility, with EMA
+   weights kept for inference. With
    `cache_latents` every example is encoded once before the first step.
 
 A checkpoint is written every `checkpoint_every` steps and at the end of each
@@ -65,7 +67,11 @@ class VAEStage(nn.Module):
 
 
 class DenoiserStage(nn.Module):
-    """Flow matching loss of the denoiser plus the alpha decoder's loss, for one batch."""
+    """Flow matching loss of the denoiser plus the alpha and visibility decoders' losses, for one batch.
+
+    The visibility loss covers the batch's background examples and is 0 in a batch
+    without one.
+    """
 
     def __init__(self, model: RefLayer):
         super().__init__()
@@ -89,8 +95,18 @@ class DenoiserStage(nn.Module):
         count = model.config.train.alpha_batch_size or layer_latent.shape[0]
         logits = model.decode_alpha_logits(layer_latent[:count])
         alpha_loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), batch["alpha"][:count].float())
-        weight = model.config.train.alpha_loss_weight
-        return {"loss": flow_loss + weight * alpha_loss, "flow": flow_loss, "alpha": alpha_loss}
+
+        background = batch["background"].to(image_latent.device)
+        if bool(background.any()):
+            logits = model.decode_visibility_logits(image_latent[background])
+            visibility_loss = nn.functional.binary_cross_entropy_with_logits(
+                logits.float(), batch["visibility"][background].float()
+            )
+        else:
+            visibility_loss = flow_loss.new_zeros(())
+        train = model.config.train
+        loss = flow_loss + train.alpha_loss_weight * alpha_loss + train.visibility_loss_weight * visibility_loss
+        return {"loss": loss, "flow": flow_loss, "alpha": alpha_loss, "visibility": visibility_loss}
 
 
 class EMA:
@@ -265,7 +281,7 @@ class Trainer:
     def _run_denoiser_stage(self) -> None:
         model = self.model
         model.requires_grad_(False)
-        trainable_modules = [model.denoiser, model.alpha_decoder]
+        trainable_modules = [model.denoiser, model.alpha_decoder, model.visibility_decoder]
         if self.config.text.kind == "open_clip" and self.config.text.trainable:
             trainable_modules.append(model.text_encoder)
         for module in trainable_modules:

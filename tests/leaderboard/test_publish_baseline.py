@@ -53,7 +53,7 @@ def test_reflayer_published_once_and_scored(celery_worker_process, demo_split):
     card = submission.metadata["model_card"]
     assert card["checkpoint_sha256"] == sha256
     assert (card["preset"], card["sampling_steps"], card["candidates"]) == ("tiny", 2, 1)
-    assert "400-sample" in card["training_data"]
+    assert "2,000-sample" in card["training_data"]
 
     second = publish(*arguments)
     assert second == (

@@ -48,6 +48,8 @@ def test_synthetic_split_generated_once(tmp_path):
     (["--visible-tolerance", "nan"], "--visible-tolerance: the visible tolerance must be in [0, 1], got nan"),
     (["--visible-tolerance", "0.2", "--no-preserve-visible"],
      "--visible-tolerance has no effect with --no-preserve-visible; give only one of them"),
+    (["--fill", "model", "--no-preserve-visible"],
+     "--fill has no effect with --no-preserve-visible; give only one of them"),
 ])
 def test_predict_visible_flags_checked(extra, message, tmp_path):
     out = tmp_path / "preds.zip"

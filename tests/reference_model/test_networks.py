@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from reference_model.config import ModelConfig, TextConfig, preset, sd3_medium
-from reference_model.networks import RefLayer, build_alpha_decoder
+from reference_model.networks import RefLayer, build_map_decoder
 
 
 def test_shapes_through_network(config):
@@ -23,6 +23,7 @@ def test_shapes_through_network(config):
     assert velocity.shape == latent.shape
     assert model.decode_rgb(latent).shape == (2, 3, 32, 32)
     assert model.decode_alpha_logits(latent).shape == (2, 1, 32, 32)
+    assert model.decode_visibility_logits(latent).shape == (2, 1, 32, 32)
 
 
 def test_compress_conv_starts_as_identity(config):
@@ -33,15 +34,21 @@ def test_compress_conv_starts_as_identity(config):
     assert torch.equal(compressed, x_t)
 
 
-def test_alpha_decoder_copies_vae_decoder(config):
+def test_map_decoder_copies_vae_decoder_but_last_conv(config):
     model = RefLayer(config)
-    decoder = build_alpha_decoder(model.vae)
+    decoder = build_map_decoder(model.vae)
     assert decoder.conv_out.out_channels == 1
-    assert torch.equal(decoder.conv_in.weight, model.vae.decoder.conv_in.weight)
+    source = model.vae.decoder.state_dict()
+    target = decoder.state_dict()
+    reshaped = sorted(name for name in source if target[name].shape != source[name].shape)
+    assert reshaped == ["conv_out.bias", "conv_out.weight"]
+    assert all(torch.equal(source[name], target[name]) for name in source if name not in reshaped)
 
 
 def test_trained_modules_of_tiny(config):
-    assert sorted(RefLayer(config).trained_modules()) == ["alpha_decoder", "denoiser", "text_encoder", "vae"]
+    assert sorted(RefLayer(config).trained_modules()) == [
+        "alpha_decoder", "denoiser", "text_encoder", "vae", "visibility_decoder",
+    ]
 
 
 def test_sd3_medium_preset_values():

@@ -48,7 +48,7 @@ def test_train_writes_checkpoints_and_final(config, disc_split_path, tmp_path):
     assert steps == ["step_0000004", "step_0000005"]
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [record["step"] for record in records] == [1, 2, 3, 4, 5]
-    assert {"loss", "lr", "steps_per_s"} <= set(records[-1])
+    assert {"loss", "flow", "alpha", "visibility", "lr", "steps_per_s"} <= set(records[-1])
 
 
 def test_resume_continues_from_latest(config, disc_split_path, tmp_path):
@@ -69,5 +69,6 @@ def test_resume_without_checkpoint_raises(config, disc_split_path, tmp_path):
 def test_training_without_latent_cache(config, disc_split_path, tmp_path):
     config.train.cache_latents = False
     config.train.alpha_batch_size = 0
+    config.train.visibility_batch_size = 0
     final = train(config, disc_split_path, tmp_path / "run")
     assert read_checkpoint_info(final)["step"] == 5
