@@ -2,7 +2,9 @@
 
 Both entries' per-sample tables are joined on `sample_id`: candidate 0, or all
 candidates for `pass_rate@K`. Samples where the metric is undefined for either entry
-are left out. The per-sample differences a - b are resampled together, so the
+are left out. `miou` and `miou_occ` compare foreground samples only, the samples
+their report means cover; the other metrics compare every sample unless a layer
+kind is given. The per-sample differences a - b are resampled together, so the
 interval reflects the pairing rather than two independent means.
 """
 
@@ -23,18 +25,25 @@ from evaluator.sample_table import AggregateError, check_samples, format_ids
 _PER_SAMPLE_COLUMNS = {"lpips_vis": "lpips_vis", "dir": "dir", "lpips_comp": "lpips_comp",
                        "miou": "iou", "miou_occ": "iou_occ"}
 _PASS_RATE = re.compile(r"^pass_rate@([1-9][0-9]*)$")
+# Metrics whose report means cover foreground samples only.
+_FOREGROUND_ONLY = {"miou", "miou_occ"}
 
 
-def compare_paired(a: pd.DataFrame, b: pd.DataFrame, metric: str, config: BenchmarkConfig) -> dict:
+def compare_paired(
+    a: pd.DataFrame, b: pd.DataFrame, metric: str, config: BenchmarkConfig, layer_kind: str | None = None
+) -> dict:
     """Mean difference a - b of a per-sample metric, its 95% interval and P(a better).
 
-    `a_better_share` is the share of resamples whose mean difference favours a
-    strictly, in the metric's direction. Raises AggregateError when the entries were
-    scored on different samples or the metric has no per-sample values (hpa, fid).
+    `layer_kind` ("foreground" or "background") restricts both entries to samples of
+    that kind. `a_better_share` is the share of resamples whose mean difference
+    favours a strictly, in the metric's direction. Raises AggregateError when the
+    entries were scored on different samples, the metric has no per-sample values
+    (hpa, fid), or a mask metric is asked for background samples.
     """
     info = _paired_metric(metric)
-    values_a = _per_sample_values(a, metric, config)
-    values_b = _per_sample_values(b, metric, config)
+    kind = _compared_kind(metric, layer_kind)
+    values_a = _per_sample_values(a, metric, config, kind)
+    values_b = _per_sample_values(b, metric, config, kind)
 
     only_a = sorted(set(values_a.index) - set(values_b.index))
     only_b = sorted(set(values_b.index) - set(values_a.index))
@@ -64,7 +73,18 @@ def compare_paired(a: pd.DataFrame, b: pd.DataFrame, metric: str, config: Benchm
         "ci": list(percentile_interval(resampled)),
         "a_better_share": float(better.mean()),
         "count": int(len(joined)),
+        "layer_kind": kind,
     }
+
+
+def _compared_kind(metric: str, layer_kind: str | None) -> str | None:
+    if layer_kind not in (None, "foreground", "background"):
+        raise AggregateError(f"unknown layer_kind {layer_kind!r}; use 'foreground', 'background' or None for both")
+    if metric in _FOREGROUND_ONLY:
+        if layer_kind == "background":
+            raise AggregateError(f"{metric} is defined on foreground samples only; pass layer_kind 'foreground' or None")
+        return "foreground"
+    return layer_kind
 
 
 def _paired_metric(metric: str):
@@ -76,9 +96,11 @@ def _paired_metric(metric: str):
     return metric_info(metric)
 
 
-def _per_sample_values(table: pd.DataFrame, metric: str, config: BenchmarkConfig) -> pd.Series:
-    """Return one value per sample_id: candidate 0's metric, or pass@K over all candidates."""
+def _per_sample_values(table: pd.DataFrame, metric: str, config: BenchmarkConfig, kind: str | None) -> pd.Series:
+    """Return one value per sample_id (of layer kind `kind`, or all): candidate 0's metric, or pass@K."""
     n = check_samples(table)
+    if kind is not None:
+        table = table[table["layer_kind"] == kind]
     match = _PASS_RATE.match(metric)
     if match:
         k = int(match.group(1))

@@ -310,6 +310,39 @@ def test_compare_paired_rejects_different_samples():
     )
 
 
+def test_compare_paired_mask_metrics_cover_foreground_only():
+    a = random_table(300, seed=11)
+    b = a.copy()
+    background = b["layer_kind"] == "background"
+    b.loc[background, "iou_occ"] = 0.0  # a difference on background samples only
+    foreground = a[a["layer_kind"] == "foreground"]
+    result = compare_paired(a, b, "miou_occ", CONFIG)
+    assert result["layer_kind"] == "foreground"
+    assert result["count"] == len(foreground)
+    assert result["difference"] == 0.0
+    assert result["mean_a"] == pytest.approx(foreground["iou_occ"].mean())
+    with pytest.raises(AggregateError) as error:
+        compare_paired(a, b, "miou", CONFIG, layer_kind="background")
+    assert str(error.value) == "miou is defined on foreground samples only; pass layer_kind 'foreground' or None"
+
+
+def test_compare_paired_by_layer_kind():
+    a = random_table(300, seed=12)
+    b = a.copy()
+    b.loc[b["layer_kind"] == "background", "lpips_vis"] += 0.1
+    both = compare_paired(a, b, "lpips_vis", CONFIG)
+    assert both["layer_kind"] is None
+    assert both["count"] == 300
+    share = float((a["layer_kind"] == "background").mean())
+    assert both["difference"] == pytest.approx(-0.1 * share)
+    background = compare_paired(a, b, "lpips_vis", CONFIG, layer_kind="background")
+    assert background["difference"] == pytest.approx(-0.1)
+    assert compare_paired(a, b, "lpips_vis", CONFIG, layer_kind="foreground")["difference"] == 0.0
+    with pytest.raises(AggregateError) as error:
+        compare_paired(a, b, "lpips_vis", CONFIG, layer_kind="fg")
+    assert str(error.value) == "unknown layer_kind 'fg'; use 'foreground', 'background' or None for both"
+
+
 def config_with(**fields):
     return load_config({**CONFIG.to_json(), **fields})
 
