@@ -49,7 +49,7 @@ def composite_over_gray(layer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def visibility_target(image: np.ndarray, layer: np.ndarray) -> np.ndarray:
-    """Where the image shows the layer's own colour: bool (H, W).
+    """Mark where the image shows the layer's own colour: bool (H, W).
 
     For background layers this is the visibility decoder's target.
 
@@ -66,7 +66,7 @@ def visibility_target(image: np.ndarray, layer: np.ndarray) -> np.ndarray:
 def inputs_from_arrays(
     pixels: np.ndarray, mask_prompt: np.ndarray | None, sample: Sample, resolution: int
 ) -> tuple[torch.Tensor, torch.Tensor, str]:
-    """The model's inputs from an image (uint8 (H, W, 3)) and its mask prompt (bool (H, W) or None).
+    """Build the model's inputs from an image (uint8 (H, W, 3)) and its mask prompt (bool (H, W) or None).
 
     Returns the image (3, R, R) and canvas (3, R, R) in [-1, 1], and the text ("" when absent).
     """

@@ -103,7 +103,7 @@ def to_layer_image(rgba: np.ndarray, width: int, height: int) -> np.ndarray:
 
 @torch.no_grad()
 def background_visibility(model: RefLayer, image: torch.Tensor, width: int, height: int) -> np.ndarray:
-    """Probability that the image (3, R, R) shows the background at each pixel: float32 (height, width).
+    """Return the probability that the image (3, R, R) shows the background at each pixel: float32 (height, width).
 
     It depends on the image only, so every candidate of a sample shares it.
     """

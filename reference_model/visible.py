@@ -62,7 +62,7 @@ class VisibleSettings:
             raise ValueError(f"the fill sigma must be a finite number of pixels > 0, got {self.fill_sigma}")
 
     def to_dict(self) -> dict:
-        """The settings as recorded in a submission's metadata."""
+        """Return the settings as a submission's metadata records them."""
         return {
             "tolerance": self.tolerance, "sigma": self.sigma, "threshold": self.threshold,
             "fill": self.fill, "fill_sigma": self.fill_sigma,
