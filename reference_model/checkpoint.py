@@ -130,11 +130,21 @@ def load_weights(model: RefLayer, state: dict[str, torch.Tensor], partial: bool 
             raise KeyError(f"checkpoint weight {key!r} belongs to no trained module; expected prefixes {sorted(modules)}")
         grouped[name][rest] = value
     for name, module in modules.items():
-        if partial and not grouped[name]:
-            continue
-        missing, unexpected = module.load_state_dict(grouped[name], strict=not partial)
+        if not grouped[name]:
+            if partial:
+                continue
+            raise ValueError(
+                f"the checkpoint has no weights for {name}; it was written by a RefLayer without that module, "
+                "so retrain it with `python -m reference_model train`"
+            )
+        missing, unexpected = module.load_state_dict(grouped[name], strict=False)
         if unexpected:
             raise KeyError(f"checkpoint has unknown weights for {name}: {unexpected[:5]}")
+        if missing and not partial:
+            raise ValueError(
+                f"the checkpoint lacks {len(missing)} of the {name} weights, first {missing[0]!r}; "
+                "it was written with another config"
+            )
 
 
 def list_checkpoints(run_dir: str | Path) -> list[Path]:
