@@ -117,8 +117,8 @@ class SD3TextEncoder(nn.Module):
     and concatenated with the T5 states along the sequence. The pooled embedding is
     the two CLIP projections concatenated (2048).
 
-    NOTE: never run so far, because the development machine had neither the
-    `transformers` package nor SD3 weights; the loading code follows the diffusers folder layout.
+    NOTE: tested on a folder of tiny random networks in the SD3 layout
+    (tests/reference_model/sd3_folder.py), never with the real SD3 Medium weights.
     """
 
     def __init__(self, pretrained: Path, t5_length: int):
