@@ -55,6 +55,9 @@ def compare_paired(
             parts.append(f"{len(only_b)} only in b ({format_ids(only_b)})")
         raise AggregateError(f"entries were scored on different samples: {'; '.join(parts)}; compare entries of the same split")
 
+    if kind is not None and values_a.empty:
+        reason = f"{metric} is defined on {kind} samples only" if metric in _FOREGROUND_ONLY else f"layer_kind is {kind!r}"
+        raise AggregateError(f"{reason}, and the entries have no {kind} sample; compare another metric or layer kind")
     joined = pd.DataFrame({"a": values_a, "b": values_b.reindex(values_a.index)})
     joined = joined.dropna()
     if joined.empty:

@@ -2,7 +2,8 @@
 
 A checkpoint is a folder:
 
-    config.json            {"config": ModelConfig.to_dict(), "step": int, "stage": "vae" | "denoiser"}
+    config.json            {"config": ModelConfig.to_dict(), "step": int, "stage": "vae" | "denoiser",
+                            "background_examples": int (training runs record it; absent in older ones)}
     model.safetensors      weights of the trained modules, keys "<module>.<parameter>"
     ema.safetensors        EMA weights of the denoiser-stage parameters (optional)
     optimizer.safetensors  optimizer tensors, keys "state.<index>.<name>" (optional)
@@ -51,15 +52,19 @@ def save_checkpoint(
     stage: str,
     ema: dict[str, torch.Tensor] | None = None,
     optimizer: torch.optim.Optimizer | None = None,
+    info: dict | None = None,
 ) -> Path:
-    """Write a checkpoint folder; it appears under its final name only when complete."""
+    """Write a checkpoint folder; it appears under its final name only when complete.
+
+    `info` adds entries to config.json beside the config, step and stage.
+    """
     directory = Path(directory)
     partial = directory.with_name(directory.name + ".partial")
     if partial.exists():
         shutil.rmtree(partial)
     partial.mkdir(parents=True)
 
-    config = {"config": model.config.to_dict(), "step": step, "stage": stage}
+    config = {**(info or {}), "config": model.config.to_dict(), "step": step, "stage": stage}
     (partial / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
     save_file(trained_state_dict(model), partial / MODEL_NAME)
     if ema is not None:

@@ -8,6 +8,7 @@ from a checkpoint), `evaluate` (predict, then score with the evaluator) and
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -44,11 +45,17 @@ def _add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of candidate 0; candidate k uses seed + k (default 0)")
     parser.add_argument("--max-candidates", type=int, default=8, help="largest n the validator accepts (default 8)")
     parser.add_argument("--visible-tolerance", type=float, default=None,
-                        help="copy the input's pixels where the predicted layer is visible and its colour is "
-                             f"within this mean difference in [0, 1] (default {VisibleSettings.tolerance})")
+                        help="foreground layers: copy the input's pixels where the predicted alpha is at least 0.5 "
+                             "and the model's colour is within this mean difference in [0, 1] "
+                             f"(default {VisibleSettings.tolerance})")
+    parser.add_argument("--visibility-threshold", type=float, default=None,
+                        help="background layers: copy the input's pixels where the visibility decoder's "
+                             f"probability is at least this (default {VisibleSettings.threshold})")
     parser.add_argument("--fill", choices=FILLS, default=None,
                         help="colours of the hidden part: the visible pixels' colours spread by a Gaussian "
                              f"(nearby) or the model's (model) (default {VisibleSettings.fill})")
+    parser.add_argument("--fill-sigma", type=float, default=None,
+                        help=f"width in pixels of the nearby fill's Gaussian (default {VisibleSettings.fill_sigma})")
     parser.add_argument("--no-preserve-visible", action="store_true",
                         help="keep the model's colours everywhere, also where the layer is visible")
 
@@ -118,15 +125,21 @@ def _synthetic_training_split(samples: int, resolution: int, out: str) -> Path:
 def _predict_from_args(args) -> Path:
     from reference_model.predict import predict
 
-    for flag, value in (("--visible-tolerance", args.visible_tolerance), ("--fill", args.fill)):
-        if args.no_preserve_visible and value is not None:
-            raise SystemExit(f"{flag} has no effect with --no-preserve-visible; give only one of them")
-    tolerance = VisibleSettings.tolerance if args.visible_tolerance is None else args.visible_tolerance
-    fill = VisibleSettings.fill if args.fill is None else args.fill
-    try:
-        visible = None if args.no_preserve_visible else VisibleSettings(tolerance=tolerance, fill=fill)
-    except ValueError as error:
-        raise SystemExit(f"--visible-tolerance: {error}") from None
+    flags = {
+        "--visible-tolerance": ("tolerance", args.visible_tolerance),
+        "--visibility-threshold": ("threshold", args.visibility_threshold),
+        "--fill": ("fill", args.fill),
+        "--fill-sigma": ("fill_sigma", args.fill_sigma),
+    }
+    given = [(flag, field_name, value) for flag, (field_name, value) in flags.items() if value is not None]
+    if args.no_preserve_visible and given:
+        raise SystemExit(f"{given[0][0]} has no effect with --no-preserve-visible; give only one of them")
+    visible = None if args.no_preserve_visible else VisibleSettings()
+    for flag, field_name, value in given:
+        try:
+            visible = dataclasses.replace(visible, **{field_name: value})
+        except ValueError as error:
+            raise SystemExit(f"{flag}: {error}") from None
     return predict(
         checkpoint=args.checkpoint, split=args.split, out=args.out, candidates=args.candidates,
         steps=args.steps, guidance_scale=args.guidance_scale, seed=args.seed, max_candidates=args.max_candidates,

@@ -1,4 +1,4 @@
-"""RefLayer's networks: VAE, alpha decoder, text encoders and the denoiser.
+"""RefLayer's networks: VAE, alpha and visibility decoders, text encoders and the denoiser.
 
 Tensors in pixel space are (B, 3, R, R) in [-1, 1], R the config's resolution.
 Latents are (B, C, R / f, R / f) with f the VAE's downsampling factor and already

@@ -12,7 +12,7 @@ import torch
 
 from evaluator.split import Split, open_split
 from evaluator.submission import validate_submission, write_submission
-from reference_model.checkpoint import load_model
+from reference_model.checkpoint import load_model, read_checkpoint_info
 from reference_model.data import inputs_from_arrays
 from reference_model.networks import RefLayer
 from reference_model.sampling import background_visibility, generate
@@ -27,14 +27,15 @@ def default_device() -> torch.device:
 
 def iter_predictions(
     model: RefLayer, split: Split, candidates: int, steps: int, guidance_scale: float, seed: int,
-    visible: VisibleSettings | None = None,
+    visible: VisibleSettings | None = None, visibility_decoder: bool = True,
 ) -> Iterator[tuple[str, list[np.ndarray]]]:
     """Yield (sample_id, candidates) in manifest order; candidate k uses seed + k.
 
     With `visible` settings, each layer keeps the input image's pixels where it is
     estimated visible and completes the rest as the settings say (see
     `reference_model.visible`). A background layer's visible pixels come from the
-    visibility decoder, a foreground layer's from the colours.
+    visibility decoder unless `visibility_decoder` is False, a foreground layer's
+    from the colours.
     """
     seeds = [seed + k for k in range(candidates)]
     started = time.perf_counter()
@@ -44,7 +45,7 @@ def iter_predictions(
         layers = generate(model, image, canvas, text, seeds, steps, guidance_scale, sample.width, sample.height)
         if visible is not None:
             visibility = None
-            if sample.layer_kind == "background":
+            if sample.layer_kind == "background" and visibility_decoder:
                 visibility = background_visibility(model, image, sample.width, sample.height)
             layers = [preserve_visible(layer, pixels, sample.layer_kind, mask, visible, visibility) for layer in layers]
         yield sample.sample_id, layers
@@ -96,6 +97,16 @@ def predict(
         raise ValueError(f"--candidates must be between 1 and {max_candidates}, got {candidates}")
     device = device or default_device()
     model = load_model(checkpoint).to(device).eval()
+    # A checkpoint without the count predates it and is taken as trained with background
+    # samples, as the committed tiny checkpoint was.
+    background_examples = read_checkpoint_info(checkpoint).get("background_examples")
+    visibility_decoder = background_examples != 0
+    if not visibility_decoder and visible is not None:
+        logger.warning(
+            "%s was trained without background samples, so its visibility decoder is untrained; "
+            "background layers keep the image where the model's colour is within the visible tolerance",
+            checkpoint,
+        )
     steps = steps if steps is not None else model.config.sample.steps
     guidance_scale = guidance_scale if guidance_scale is not None else model.config.sample.guidance_scale
     opened = open_split(split)
@@ -108,9 +119,11 @@ def predict(
         "sampling_steps": steps,
         "guidance_scale": guidance_scale,
         "seed": seed,
-        "preserve_visible": None if visible is None else visible.to_dict(),
+        "preserve_visible": None if visible is None else {
+            **visible.to_dict(), "background": "visibility decoder" if visibility_decoder else "colours",
+        },
     }
     logger.info("predicting %d samples of %s with %s on %s", len(opened), opened.path, checkpoint, device)
     with torch.inference_mode():
-        predictions = iter_predictions(model, opened, candidates, steps, guidance_scale, seed, visible)
+        predictions = iter_predictions(model, opened, candidates, steps, guidance_scale, seed, visible, visibility_decoder)
         return validated_write(out, opened, predictions, metadata, max(max_candidates, candidates))

@@ -103,7 +103,9 @@ class DenoiserStage(nn.Module):
                 logits.float(), batch["visibility"][background].float()
             )
         else:
-            visibility_loss = flow_loss.new_zeros(())
+            # A zero loss that still reaches every visibility decoder weight: distributed
+            # data parallel training fails on a step that leaves trained weights without a gradient.
+            visibility_loss = model.decode_visibility_logits(image_latent[:1]).float().sum() * 0.0
         train = model.config.train
         loss = flow_loss + train.alpha_loss_weight * alpha_loss + train.visibility_loss_weight * visibility_loss
         return {"loss": loss, "flow": flow_loss, "alpha": alpha_loss, "visibility": visibility_loss}
@@ -197,6 +199,12 @@ class Trainer:
         self.split = open_split(data)
         # Decoded examples stay in memory only for small splits, the same ones whose latents are cached.
         self.dataset = LayerDataset(self.split, config.resolution, cache=config.train.cache_latents)
+        self.background_examples = sum(sample.layer_kind == "background" for sample in self.dataset.samples)
+        if self.background_examples == 0:
+            logger.warning(
+                "%s has no background sample, so the visibility decoder will not learn; predict will "
+                "estimate the visible pixels of background layers from the colours instead", self.split.path,
+            )
         self.vae_steps = config.train.vae_steps if "vae" in self.model.trained_modules() else 0
         self.total_steps = self.vae_steps + config.train.steps
         self.out.mkdir(parents=True, exist_ok=True)
@@ -381,7 +389,10 @@ class Trainer:
 
     def _save(self, stage_name: str, optimizer, ema: EMA | None) -> None:
         directory = self.out / "checkpoints" / f"step_{self.step:07d}"
-        save_checkpoint(directory, self.model, self.step, stage_name, ema=ema.shadow if ema else None, optimizer=optimizer)
+        save_checkpoint(
+            directory, self.model, self.step, stage_name, ema=ema.shadow if ema else None, optimizer=optimizer,
+            info={"background_examples": self.background_examples},
+        )
         for old in list_checkpoints(self.out)[: -self.config.train.keep_checkpoints]:
             shutil.rmtree(old)
 

@@ -104,6 +104,11 @@ def preserve_visible(
         if array is not None and array.shape[:2] != image.shape[:2]:
             raise ValueError(f"the {name} is {array.shape[1]}x{array.shape[0]} px but the image is "
                              f"{image.shape[1]}x{image.shape[0]} px; resize the {name} to the image first")
+    if visibility is not None and not (np.isfinite(visibility).all() and 0 <= visibility.min() <= visibility.max() <= 1):
+        raise ValueError(
+            f"the visibility map must hold probabilities in [0, 1], found values from {np.min(visibility)} to "
+            f"{np.max(visibility)}; pass the decoder's sigmoid output, not logits or 0..255 values"
+        )
     rgb = layer[..., :3]
     alpha = layer[..., 3].copy()
     if layer_kind == "background":

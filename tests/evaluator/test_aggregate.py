@@ -324,6 +324,18 @@ def test_compare_paired_mask_metrics_cover_foreground_only():
     with pytest.raises(AggregateError) as error:
         compare_paired(a, b, "miou", CONFIG, layer_kind="background")
     assert str(error.value) == "miou is defined on foreground samples only; pass layer_kind 'foreground' or None"
+    backgrounds = a[a["layer_kind"] == "background"]
+    with pytest.raises(AggregateError) as error:
+        compare_paired(backgrounds, backgrounds, "miou_occ", CONFIG)
+    assert str(error.value) == (
+        "miou_occ is defined on foreground samples only, and the entries have no foreground sample; "
+        "compare another metric or layer kind"
+    )
+    with pytest.raises(AggregateError) as error:
+        compare_paired(backgrounds, backgrounds, "dir", CONFIG, layer_kind="foreground")
+    assert str(error.value) == (
+        "layer_kind is 'foreground', and the entries have no foreground sample; compare another metric or layer kind"
+    )
 
 
 def test_compare_paired_by_layer_kind():

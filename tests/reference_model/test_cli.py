@@ -50,6 +50,10 @@ def test_synthetic_split_generated_once(tmp_path):
      "--visible-tolerance has no effect with --no-preserve-visible; give only one of them"),
     (["--fill", "model", "--no-preserve-visible"],
      "--fill has no effect with --no-preserve-visible; give only one of them"),
+    (["--fill-sigma", "2", "--no-preserve-visible"],
+     "--fill-sigma has no effect with --no-preserve-visible; give only one of them"),
+    (["--visibility-threshold", "1.5"], "--visibility-threshold: the visibility threshold must be in [0, 1], got 1.5"),
+    (["--fill-sigma", "0"], "--fill-sigma: the fill sigma must be a finite number of pixels > 0, got 0.0"),
 ])
 def test_predict_visible_flags_checked(extra, message, tmp_path):
     out = tmp_path / "preds.zip"

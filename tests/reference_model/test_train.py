@@ -1,4 +1,6 @@
 import json
+import logging
+import shutil
 
 import pytest
 import torch
@@ -72,3 +74,45 @@ def test_training_without_latent_cache(config, disc_split_path, tmp_path):
     config.train.visibility_batch_size = 0
     final = train(config, disc_split_path, tmp_path / "run")
     assert read_checkpoint_info(final)["step"] == 5
+
+
+def foreground_only_split(source, folder):
+    """Copy a split and keep only its foreground samples in the manifest."""
+    shutil.copytree(source, folder)
+    manifest = folder / "manifest.jsonl"
+    lines = [line for line in manifest.read_text().splitlines() if json.loads(line)["layer_kind"] == "foreground"]
+    manifest.write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_foreground_batch_reaches_visibility_decoder(config, disc_split_path):
+    torch.manual_seed(0)
+    model = RefLayer(config)
+    model.vae.requires_grad_(False)
+    dataset = LayerDataset(open_split(disc_split_path), config.resolution)
+    foreground = [index for index, sample in enumerate(dataset.samples) if sample.layer_kind == "foreground"]
+    batch = default_collate([dataset[index] for index in foreground[:2]])
+    tokens = model.text_encoder.tokenize(batch["text"])
+    losses = DenoiserStage(model)(batch, tokens, torch.tensor([0.3, 0.7]), torch.randn(2, 4, 16, 16))
+    losses["loss"].backward()
+
+    assert float(losses["visibility"].detach()) == 0.0
+    gradients = [param.grad for param in model.visibility_decoder.parameters()]
+    assert all(gradient is not None for gradient in gradients)
+    assert all(not gradient.any() for gradient in gradients)
+
+
+def test_checkpoint_records_background_examples(config, disc_split_path, tmp_path):
+    final = train(config, disc_split_path, tmp_path / "run")
+    expected = sum(sample.layer_kind == "background" for sample in open_split(disc_split_path).samples)
+    assert expected > 0
+    assert read_checkpoint_info(final)["background_examples"] == expected
+
+
+def test_foreground_only_training_warns(config, disc_split_path, tmp_path, caplog):
+    split = foreground_only_split(disc_split_path, tmp_path / "foreground")
+    with caplog.at_level(logging.WARNING, logger="reference_model.train"):
+        final = train(config, split, tmp_path / "run")
+    assert read_checkpoint_info(final)["background_examples"] == 0
+    assert f"{split} has no background sample, so the visibility decoder will not learn; predict will " \
+        "estimate the visible pixels of background layers from the colours instead" in caplog.messages

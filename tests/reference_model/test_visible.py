@@ -1,6 +1,7 @@
 """preserve_visible: which pixels take the input's colours, how the rest is completed, and the prompt's facts on alpha."""
 
 import json
+import logging
 import zipfile
 
 import numpy as np
@@ -8,7 +9,8 @@ import pytest
 
 from evaluator.split import open_split
 from evaluator.submission import SubmissionArchive
-from reference_model.checkpoint import load_model
+from reference_model.checkpoint import load_model, save_checkpoint
+from reference_model.cli import main
 from reference_model.data import inputs_from_arrays
 from reference_model.predict import predict
 from reference_model.sampling import background_visibility
@@ -114,6 +116,17 @@ def test_size_mismatch_rejected():
     )
 
 
+@pytest.mark.parametrize("value, shown", [(200.0, "200.0 to 200.0"), (float("nan"), "nan to nan"), (-0.5, "-0.5 to -0.5")])
+def test_visibility_map_values_checked(value, shown):
+    image, layer = image_and_layer()
+    with pytest.raises(ValueError) as error:
+        preserve_visible(layer, image, "background", visibility=np.full((4, 4), value, np.float32))
+    assert str(error.value) == (
+        f"the visibility map must hold probabilities in [0, 1], found values from {shown}; "
+        "pass the decoder's sigmoid output, not logits or 0..255 values"
+    )
+
+
 def test_visibility_map_replaces_colour_estimate():
     image, layer = image_and_layer()
     visibility = np.ones((4, 4), np.float32)
@@ -173,6 +186,7 @@ def test_predict_applies_and_records(checkpoint, disc_split_path, tmp_path):  # 
     with zipfile.ZipFile(preserved) as archive:
         assert json.loads(archive.read("metadata.json"))["preserve_visible"] == {
             "tolerance": 0.35, "sigma": 1.0, "threshold": 0.5, "fill": "nearby", "fill_sigma": 4.0,
+            "background": "visibility decoder",
         }
     with zipfile.ZipFile(raw) as archive:
         assert json.loads(archive.read("metadata.json"))["preserve_visible"] is None
@@ -191,3 +205,33 @@ def test_predict_applies_and_records(checkpoint, disc_split_path, tmp_path):  # 
             np.testing.assert_array_equal(preserved_zip.read_candidate(sample.sample_id, 0), expected)
             kinds.add(sample.layer_kind)
     assert kinds == {"background", "foreground"}
+
+
+def test_cli_settings_reach_metadata(checkpoint, disc_split_path, tmp_path):  # noqa: F811
+    out = tmp_path / "preds.zip"
+    main(["predict", "--checkpoint", str(checkpoint), "--split", str(disc_split_path), "--out", str(out),
+          "--steps", "1", "--visible-tolerance", "0.2", "--visibility-threshold", "0.3", "--fill", "model",
+          "--fill-sigma", "2"])
+    with zipfile.ZipFile(out) as archive:
+        assert json.loads(archive.read("metadata.json"))["preserve_visible"] == {
+            "tolerance": 0.2, "sigma": 1.0, "threshold": 0.3, "fill": "model", "fill_sigma": 2.0,
+            "background": "visibility decoder",
+        }
+
+
+def test_untrained_visibility_decoder_not_used(checkpoint, disc_split_path, tmp_path, caplog):  # noqa: F811
+    untrained = save_checkpoint(tmp_path / "untrained", load_model(checkpoint), step=1, stage="denoiser",
+                                info={"background_examples": 0})
+    with caplog.at_level(logging.WARNING, logger="reference_model.predict"):
+        preserved = predict(untrained, disc_split_path, tmp_path / "preserved.zip", steps=1)
+    assert (f"{untrained} was trained without background samples, so its visibility decoder is untrained; "
+            "background layers keep the image where the model's colour is within the visible tolerance") in caplog.messages
+    raw = predict(untrained, disc_split_path, tmp_path / "raw.zip", steps=1, visible=None)
+    with zipfile.ZipFile(preserved) as archive:
+        assert json.loads(archive.read("metadata.json"))["preserve_visible"]["background"] == "colours"
+    split = open_split(disc_split_path)
+    with SubmissionArchive(preserved, split) as preserved_zip, SubmissionArchive(raw, split) as raw_zip:
+        for sample in split.samples:
+            expected = preserve_visible(raw_zip.read_candidate(sample.sample_id, 0), split.read_image(sample),
+                                        sample.layer_kind, split.read_mask_prompt(sample))
+            np.testing.assert_array_equal(preserved_zip.read_candidate(sample.sample_id, 0), expected)
