@@ -7,7 +7,11 @@ Measures, on one synthetic split of `--samples` samples of `--size` pixels:
 2. `warm`: a second submission on the same split, ground-truth cache warm;
 3. `naive`: a per-sample loop computing the same metrics with batch size 1, no
    cache and no loader workers, checked against the batched values;
-4. with `--rss`, peak resident memory of scoring `--samples` and 10x that many
+4. the same three in the way a leaderboard worker scores (`worker_*`): the
+   networks are loaded once before the timed calls and kept in one
+   `ScoringContext`, and the ground-truth cache starts cold in a new folder.
+   Steps 1 to 3 load the networks in every call, as the command line does;
+5. with `--rss`, peak resident memory of scoring `--samples` and 10x that many
    samples, each in a fresh process.
 
 Stand-in weights for the config are written to a temporary folder unless
@@ -49,7 +53,7 @@ from evaluator.metrics.images import (  # noqa: E402
 )
 from evaluator.metrics.networks import make_test_weights  # noqa: E402
 from evaluator.metrics.scoring import MetricNetworks, completion_direction, pick_device  # noqa: E402
-from evaluator.pipeline import score_submission  # noqa: E402
+from evaluator.pipeline import ScoringContext, score_submission  # noqa: E402
 from evaluator.split import Split  # noqa: E402
 from evaluator.submission import SubmissionArchive, write_submission  # noqa: E402
 from evaluator.synthetic.engine import make_synthetic_split  # noqa: E402
@@ -79,12 +83,11 @@ def make_inputs(folder: Path, samples: int, size: int, candidates: int = 1) -> t
     return split_path, first, second
 
 
-def naive_score(split_path: Path, zip_path: Path, config, weights_dir: Path, device) -> tuple[dict, dict]:
-    """Score sample by sample with batch size 1.
+def naive_score(split_path: Path, zip_path: Path, config, networks: MetricNetworks) -> tuple[dict, dict]:
+    """Score sample by sample with batch size 1 (`networks` built with batch_size=1).
 
     Returns the metrics per (sample id, candidate) and the FID per layer kind.
     """
-    networks = MetricNetworks(weights_dir, config, device, batch_size=1)
     split = Split(split_path)
     submission = SubmissionArchive(zip_path, split, config.max_candidates)
     background = background_bytes(config.i_bkgd)
@@ -217,7 +220,15 @@ def main() -> None:
                       workers=args.workers, cache_dir=folder / "cache")
         batched, batched_seconds = timed(score_submission, split_path, first, **common)
         _, warm_seconds = timed(score_submission, split_path, second, **common)
-        (naive_values, naive_fid), naive_seconds = timed(naive_score, split_path, first, config, weights_dir, device)
+        naive_networks, naive_load_seconds = timed(MetricNetworks, weights_dir, config, device, batch_size=1)
+        (naive_values, naive_fid), naive_loop_seconds = timed(naive_score, split_path, first, config, naive_networks)
+        naive_seconds = naive_load_seconds + naive_loop_seconds
+
+        context = ScoringContext(config, weights_dir, str(device))
+        _ = context.networks
+        worker_common = {**common, "cache_dir": folder / "worker-cache", "context": context}
+        _, worker_batched_seconds = timed(score_submission, split_path, first, **worker_common)
+        _, worker_warm_seconds = timed(score_submission, split_path, second, **worker_common)
         result = {
             "samples": args.samples, "candidates": args.candidates, "size": args.size, "config": config.name, "eval_size": config.eval_size,
             "device": str(device), "threads": torch.get_num_threads(), "workers": args.workers,
@@ -228,6 +239,11 @@ def main() -> None:
             "naive_seconds": round(naive_seconds, 2),
             "naive_over_batched": round(naive_seconds / batched_seconds, 2),
             "warm_over_batched": round(warm_seconds / batched_seconds, 3),
+            "worker_batched_seconds": round(worker_batched_seconds, 2),
+            "worker_warm_seconds": round(worker_warm_seconds, 2),
+            "worker_naive_seconds": round(naive_loop_seconds, 2),
+            "worker_naive_over_batched": round(naive_loop_seconds / worker_batched_seconds, 2),
+            "worker_warm_over_batched": round(worker_warm_seconds / worker_batched_seconds, 3),
             "max_abs_difference_naive_vs_batched": compare(batched, naive_values, naive_fid),
         }
         if args.rss:

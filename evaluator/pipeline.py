@@ -517,11 +517,15 @@ def score_submission(
     device: str | None = None,
     workers: int | None = None,
     cache_dir: str | Path | None = None,
+    context: ScoringContext | None = None,
 ) -> ScoreResult:
     """Score a submission zip against a split in this process, chunk by chunk.
 
     Raises `SubmissionError` (with `.report`) when the zip is invalid. Writes
-    `report.json` and `samples.parquet` when `out_dir` is given.
+    `report.json` and `samples.parquet` when `out_dir` is given. A `context` built
+    for the same config keeps its loaded networks across calls, as the leaderboard's
+    workers keep theirs. `weights_dir` and `device` are then ignored, and a context
+    for another config raises ValueError.
 
     The zip's names and counts are checked before scoring. Each image is decoded
     once, while it is scored. An image that fails then stops scoring, and a full
@@ -539,7 +543,7 @@ def score_submission(
         submission = SubmissionArchive(predictions_zip, split, config.max_candidates, check_images=False)
     except SubmissionError as error:
         raise SubmissionError(full_report(error.report)) from None
-    context = ScoringContext(config, weights_dir, device)
+    context = context or ScoringContext(config, weights_dir, device)
     gt_version = ground_truth_version(split)
     bar = None
     # Log lines go through tqdm.write while the bar is shown, so they do not share its line.

@@ -218,6 +218,17 @@ def test_context_config_mismatch(split_path, submissions, scoring_context):
         score_chunk(split_path, submissions["truth"], 0, 1, other, context=scoring_context)
 
 
+def test_submission_context_reused(split_path, submissions, tiny_config, scoring_context, cache_dir, truth_result):
+    networks = scoring_context.networks
+    result = score_submission(split_path, submissions["truth"], config=tiny_config, progress=False, workers=0,
+                              cache_dir=cache_dir, context=scoring_context)
+    assert scoring_context.networks is networks
+    pd.testing.assert_frame_equal(result.samples, truth_result.samples)
+    with pytest.raises(ValueError, match="the scoring context was made for config test-tiny"):
+        score_submission(split_path, submissions["truth"], config=load_config("reflade-v1"), progress=False,
+                         workers=0, cache_dir=cache_dir, context=scoring_context)
+
+
 def test_chunk_outside_split(split_path, submissions, tiny_config, scoring_context):
     with pytest.raises(ValueError, match=rf"chunk \[10, 20\) is outside the split's samples \[0, {SAMPLES}\)"):
         score_chunk(split_path, submissions["truth"], 10, 20, tiny_config, context=scoring_context)
