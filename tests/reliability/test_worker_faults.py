@@ -5,8 +5,8 @@ Two ways back are tested with real `celery worker --pool prefork` processes on t
 test database and the embedded broker:
 - only the pool process dies: the parent rejects the message (acks_late with
   reject_on_worker_lost), the broker delivers it again and the chunk is scored anew;
-- the whole worker dies: a second worker starts and the reaper re-queues the chunks
-  not stored.
+- the whole worker dies: a second worker starts, and the broker's redelivery or the
+  reaper, whichever comes first, brings back the chunks not stored.
 
 Each kill waits until the worker logs that it started scoring a chunk, so it lands
 in the middle of one; a pool process killed before it took the task from its parent
@@ -206,9 +206,10 @@ def test_killed_worker_chunk_is_scored_again(worker_env, split_in_chunks, staff_
         assert stored_at_kill < 3
         worker = Worker("second", worker_env, tmp_path)
         settings.REFLADE_HEARTBEAT_TIMEOUT = 10
+        # Either the broker hands the dead worker's unacknowledged chunks to the new
+        # worker (attempts stays 1) or the reaper re-queues them first (attempts 2 or
+        # more); which comes first depends on timing, and neither loses a chunk.
         requeued = finished(submission, worker, reap=True)
-        # 2, or more when a chunk of the new worker outlived the short heartbeat timeout.
-        assert requeued.attempts >= 2
         assert comparable(requeued) == comparable(undisturbed)
         assert "Traceback" not in worker.log()
     finally:
