@@ -131,11 +131,11 @@ def _predict_from_args(args) -> Path:
         "--fill": ("fill", args.fill),
         "--fill-sigma": ("fill_sigma", args.fill_sigma),
     }
-    given = [(flag, field_name, value) for flag, (field_name, value) in flags.items() if value is not None]
-    if args.no_preserve_visible and given:
-        raise SystemExit(f"{given[0][0]} has no effect with --no-preserve-visible; give only one of them")
+    set_flags = [(flag, field_name, value) for flag, (field_name, value) in flags.items() if value is not None]
+    if args.no_preserve_visible and set_flags:
+        raise SystemExit(f"{set_flags[0][0]} has no effect with --no-preserve-visible; give only one of them")
     visible = None if args.no_preserve_visible else VisibleSettings()
-    for flag, field_name, value in given:
+    for flag, field_name, value in set_flags:
         try:
             visible = dataclasses.replace(visible, **{field_name: value})
         except ValueError as error:

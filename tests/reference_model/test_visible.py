@@ -130,8 +130,8 @@ def test_visibility_map_values_checked(value, shown):
 def test_visibility_map_replaces_colour_estimate():
     image, layer = image_and_layer()
     visibility = np.ones((4, 4), np.float32)
-    visibility[2, 2] = 0.49  # near the image's colour, but the map says hidden
-    visibility[1, 1] = 0.5  # far from it, but the map says visible
+    visibility[2, 2] = 0.49  # near the image's colour, but hidden on the map
+    visibility[1, 1] = 0.5  # far from it, but visible on the map
     out = preserve_visible(layer, image, "background", None, EXACT, visibility)
     assert out[2, 2, :3].tolist() == [110, 110, 110]
     assert out[1, 1, :3].tolist() == [100, 100, 100]
@@ -157,8 +157,10 @@ def test_nearby_fill_follows_closer_colours():
     visibility[:, [0, 6]] = 1.0
     out = preserve_visible(layer, image, "background", None, VisibleSettings(fill_sigma=2.0), visibility)
     row = out[2, :, :3].astype(int)
-    assert row[1, 0] > row[1, 2] and row[5, 2] > row[5, 0]
-    assert row[1, 0] > row[3, 0] > row[5, 0]
+    assert row[1, 0] > row[1, 2]  # redder than blue next to the red column
+    assert row[5, 2] > row[5, 0]  # bluer than red next to the blue column
+    assert row[1, 0] > row[3, 0]
+    assert row[3, 0] > row[5, 0]
     assert row[3, 0] == row[3, 2]  # the middle column is as far from both
 
 

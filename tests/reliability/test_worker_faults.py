@@ -216,9 +216,9 @@ def test_killed_worker_chunk_is_scored_again(worker_env, split_in_chunks, staff_
         assert stored_at_kill < 3
         worker = Worker("second", worker_env, tmp_path)
         settings.REFLADE_HEARTBEAT_TIMEOUT = 10
-        # Either the broker hands the dead worker's unacknowledged chunks to the new
-        # worker (attempts stays 1) or the reaper re-queues them first (attempts 2 or
-        # more); which comes first depends on timing, and neither loses a chunk.
+        # The broker may hand the dead worker's unacknowledged chunks to the new worker
+        # (attempts stays 1), or the reaper may re-queue them first (attempts 2 or more).
+        # Timing decides which comes first, and neither loses a chunk.
         requeued = finished(submission, worker, reap=True)
         assert comparable(requeued) == comparable(undisturbed)
         assert "Traceback" not in worker.log()
