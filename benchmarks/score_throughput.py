@@ -11,7 +11,10 @@ Measures, on one synthetic split of `--samples` samples of `--size` pixels:
    networks are loaded once before the timed calls and kept in one
    `ScoringContext`, and the ground-truth cache starts cold in a new folder.
    Steps 1 to 3 load the networks in every call, as the command line does;
-5. with `--rss`, peak resident memory of scoring `--samples` and 10x that many
+5. the CPU seconds of steps 1 to 3, loader processes included, and from them
+   `naive_over_batched_limit`: naive / batched if the batched run kept every core
+   busy from start to end (its CPU seconds / cores);
+6. with `--rss`, peak resident memory of scoring `--samples` and 10x that many
    samples, each in a fresh process.
 
 Stand-in weights for the config are written to a temporary folder unless
@@ -126,10 +129,18 @@ def naive_score(split_path: Path, zip_path: Path, config, networks: MetricNetwor
     return values, {kind: frechet_distance(*pair) for kind, pair in stats.items()}
 
 
+def cpu_seconds() -> float:
+    """Return the CPU seconds of this process (every thread) and of its children that
+    have exited, which include the loader processes once a chunk has stopped them."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
 def timed(function, *args, **kwargs):
-    started = time.perf_counter()
+    """Call `function` and return (its result, wall seconds, CPU seconds)."""
+    wall, cpu = time.perf_counter(), cpu_seconds()
     result = function(*args, **kwargs)
-    return result, time.perf_counter() - started
+    return result, time.perf_counter() - wall, cpu_seconds() - cpu
 
 
 def peak_rss_mib() -> dict:
@@ -161,7 +172,7 @@ def rss_child(args) -> None:
     config = load_benchmark_config(args)
     with tempfile.TemporaryDirectory() as folder:
         split_path, first, _ = make_inputs(Path(folder), args.samples, args.size, args.candidates)
-        _, seconds = timed(score_submission, split_path, first, config=config, weights_dir=args.weights,
+        _, seconds, _ = timed(score_submission, split_path, first, config=config, weights_dir=args.weights,
                            progress=False, device=args.device, workers=args.workers,
                            cache_dir=Path(folder) / "cache")
     print(json.dumps({"samples": args.samples, "seconds": round(seconds, 1), **peak_rss_mib()}))
@@ -213,22 +224,27 @@ def main() -> None:
         weights_dir = Path(args.weights) if args.weights else folder / "weights"
         if not args.weights:
             make_test_weights(weights_dir, config)
-        (split_path, first, second), setup_seconds = timed(
+        (split_path, first, second), setup_seconds, _ = timed(
             make_inputs, folder / "data", args.samples, args.size, args.candidates
         )
         common = dict(config=config, weights_dir=weights_dir, progress=False, device=str(device),
                       workers=args.workers, cache_dir=folder / "cache")
-        batched, batched_seconds = timed(score_submission, split_path, first, **common)
-        _, warm_seconds = timed(score_submission, split_path, second, **common)
-        naive_networks, naive_load_seconds = timed(MetricNetworks, weights_dir, config, device, batch_size=1)
-        (naive_values, naive_fid), naive_loop_seconds = timed(naive_score, split_path, first, config, naive_networks)
+        batched, batched_seconds, batched_cpu = timed(score_submission, split_path, first, **common)
+        _, warm_seconds, warm_cpu = timed(score_submission, split_path, second, **common)
+        naive_networks, naive_load_seconds, naive_load_cpu = timed(
+            MetricNetworks, weights_dir, config, device, batch_size=1
+        )
+        (naive_values, naive_fid), naive_loop_seconds, naive_loop_cpu = timed(
+            naive_score, split_path, first, config, naive_networks
+        )
         naive_seconds = naive_load_seconds + naive_loop_seconds
+        cores = len(os.sched_getaffinity(0))
 
         context = ScoringContext(config, weights_dir, str(device))
         _ = context.networks
         worker_common = {**common, "cache_dir": folder / "worker-cache", "context": context}
-        _, worker_batched_seconds = timed(score_submission, split_path, first, **worker_common)
-        _, worker_warm_seconds = timed(score_submission, split_path, second, **worker_common)
+        _, worker_batched_seconds, _ = timed(score_submission, split_path, first, **worker_common)
+        _, worker_warm_seconds, _ = timed(score_submission, split_path, second, **worker_common)
         result = {
             "samples": args.samples, "candidates": args.candidates, "size": args.size, "config": config.name, "eval_size": config.eval_size,
             "device": str(device), "threads": torch.get_num_threads(), "workers": args.workers,
@@ -239,6 +255,14 @@ def main() -> None:
             "naive_seconds": round(naive_seconds, 2),
             "naive_over_batched": round(naive_seconds / batched_seconds, 2),
             "warm_over_batched": round(warm_seconds / batched_seconds, 3),
+            # CPU seconds of each call, loader processes included. With every core busy for
+            # the whole call, the batched run could take no less than its CPU time / cores,
+            # which bounds naive / batched on this machine.
+            "cores": cores,
+            "batched_cpu_seconds": round(batched_cpu, 2),
+            "warm_cpu_seconds": round(warm_cpu, 2),
+            "naive_cpu_seconds": round(naive_load_cpu + naive_loop_cpu, 2),
+            "naive_over_batched_limit": round(naive_seconds / (batched_cpu / cores), 2),
             "worker_batched_seconds": round(worker_batched_seconds, 2),
             "worker_warm_seconds": round(worker_warm_seconds, 2),
             "worker_naive_seconds": round(naive_loop_seconds, 2),
