@@ -198,6 +198,13 @@ def _clip_normalisation(clip: dict) -> tuple[tuple[float, ...], tuple[float, ...
     return tuple(mean), tuple(std)
 
 
+class _DropRandomInitWarning(logging.Filter):
+    """A logging filter that drops open_clip's warning that a model it built has random weights."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("No pretrained weights loaded for model")
+
+
 def build_clip(config: BenchmarkConfig) -> nn.Module:
     """Build the whole open_clip model of `config.clip`, randomly initialised."""
     _offline()
@@ -206,7 +213,16 @@ def build_clip(config: BenchmarkConfig) -> nn.Module:
         model_config = copy.deepcopy(clip["model_config"])
         model_config.setdefault("quick_gelu", _clip_quick_gelu(clip))
         return open_clip.model.CLIP(**model_config)
-    return open_clip.create_model(clip["model"], pretrained=None, force_quick_gelu=_clip_quick_gelu(clip))
+    # open_clip warns on the root logger that a model built without its `pretrained`
+    # weights is random. `load_clip` reads the weights right after, so the warning
+    # would mislead every scoring run.
+    quiet = _DropRandomInitWarning()
+    root = logging.getLogger()
+    root.addFilter(quiet)
+    try:
+        return open_clip.create_model(clip["model"], pretrained=None, force_quick_gelu=_clip_quick_gelu(clip))
+    finally:
+        root.removeFilter(quiet)
 
 
 def _read_clip_state(path: Path, weights_dir: Path) -> dict:

@@ -2,17 +2,20 @@ import functools
 import hashlib
 import http.server
 import json
+import logging
 import shutil
 import socket
 import threading
+import types
 import zipfile
 
+import open_clip
 import pytest
 import torch
 
 from evaluator import weights
 from evaluator.cli import main
-from evaluator.metrics.networks import load_clip, load_inception, load_lpips
+from evaluator.metrics.networks import build_clip, load_clip, load_inception, load_lpips
 from evaluator.weights import (
     ALEXNET,
     INCEPTION,
@@ -235,3 +238,13 @@ def test_unreadable_weights_message(tmp_path, stand_in_weights, tiny_config, loa
     assert message.startswith(f"weights file {folder / name} could not be read (")
     assert message.endswith(f"check the folder with `python -m evaluator weights check --dir {folder}` and "
                             f"replace the file with `python -m evaluator weights fetch --dir {folder}`")
+
+
+def test_named_clip_no_random_warning(caplog):
+    config = {"model": "ViT-S-32", "pretrained": "none", "quick_gelu": False}
+    with caplog.at_level(logging.WARNING):
+        model = build_clip(types.SimpleNamespace(clip=config))
+        logging.getLogger().warning("a later warning")
+    messages = [record.getMessage() for record in caplog.records]
+    assert isinstance(model, open_clip.model.CLIP)
+    assert messages == ["a later warning"]
