@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from leaderboard.models import Evaluation, Split
+from leaderboard.models import Evaluation, EvaluationState, Split
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,8 @@ class QuotaStatus:
     # When the oldest counted submission leaves the window; None while a slot is free
     # or when the limit is 0.
     next_slot_at: datetime | None
+    # Counted uploads not yet validated: each gives its slot back if it turns out invalid.
+    validating: int = 0
 
     @property
     def remaining(self) -> int:
@@ -62,9 +64,11 @@ def quota_status(*, user, split: Split, now: datetime | None = None) -> QuotaSta
             created_at__gt=now - window,
         )
         .order_by("created_at")
-        .values_list("created_at", flat=True)
+        .values_list("created_at", "state")
     )
-    times = list(counted)
+    rows = list(counted)
+    times = [created_at for created_at, _ in rows]
+    validating = sum(state in (EvaluationState.UPLOADED, EvaluationState.VALIDATING) for _, state in rows)
     limit = benchmark.quota_limit
     next_slot_at = None
     if limit > 0 and len(times) >= limit:
@@ -72,7 +76,8 @@ def quota_status(*, user, split: Split, now: datetime | None = None) -> QuotaSta
         # bring the count below the limit.
         next_slot_at = times[len(times) - limit] + window
     return QuotaStatus(
-        used=len(times), limit=limit, window_hours=benchmark.quota_window_hours, next_slot_at=next_slot_at
+        used=len(times), limit=limit, window_hours=benchmark.quota_window_hours, next_slot_at=next_slot_at,
+        validating=validating,
     )
 
 

@@ -181,7 +181,8 @@ def validate_submission_task(evaluation_id: int) -> None:
                 evaluation_id=evaluation_id,
                 problems=problems,
                 user_message=f"The submission is invalid: {count} problem{'s' if count != 1 else ''} "
-                "found. Fix them and upload again; this upload does not count against your quota.",
+                f"found. Fix {'it' if count == 1 else 'them'} and upload again; this upload does not count "
+                "against your quota.",
             )
             return
         with archive:

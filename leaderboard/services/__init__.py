@@ -15,6 +15,7 @@ from leaderboard.services.errors import (
     UploadTooLarge,
 )
 from leaderboard.services.evaluations import (
+    MAX_STORED_PROBLEMS,
     chunk_result_store,
     evaluation_begin_aggregation,
     evaluation_begin_chunk,
@@ -50,6 +51,7 @@ from leaderboard.services.uploads import (
 )
 
 __all__ = [
+    "MAX_STORED_PROBLEMS",
     "ChecksumMismatch",
     "InvalidState",
     "MultipartUnavailable",

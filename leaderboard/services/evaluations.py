@@ -18,6 +18,25 @@ from leaderboard.models import ChunkResult, Evaluation, EvaluationState, Failure
 
 logger = logging.getLogger(__name__)
 
+# Validation problems kept on an evaluation. A zip with 150,000 stray files gave as
+# many problems, 38 MB of JSON in every API response that lists the evaluation.
+MAX_STORED_PROBLEMS = 100
+
+
+def stored_problems(problems: list[dict]) -> list[dict]:
+    """Return the first MAX_STORED_PROBLEMS problems, and one more that counts the rest."""
+    if len(problems) <= MAX_STORED_PROBLEMS:
+        return problems
+    rest = len(problems) - MAX_STORED_PROBLEMS
+    return problems[:MAX_STORED_PROBLEMS] + [{
+        "code": "more_problems",
+        "file": "",
+        "message": f"{rest} more problem{'s' if rest != 1 else ''} not listed here",
+        "expected": "",
+        "found": "",
+        "hint": "Run python -m evaluator validate --split SPLIT --predictions ZIP to list every problem.",
+    }]
+
 S = EvaluationState
 # States from which a failure may be recorded.
 FAILABLE_STATES = frozenset({S.UPLOADED, S.VALIDATING, S.QUEUED, S.SCORING, S.AGGREGATING})
@@ -42,7 +61,7 @@ def evaluation_reject(*, evaluation_id: int, problems: list[dict], user_message:
     applied = Evaluation.objects.transition(
         evaluation_id, S.VALIDATING, S.FAILED,
         failure_kind=FailureKind.USER,
-        validation_problems=problems,
+        validation_problems=stored_problems(problems),
         user_message=user_message,
         counts_for_quota=False,
     )
@@ -186,7 +205,7 @@ def evaluation_fail(
         failure_kind=kind,
         user_message=user_message,
         staff_detail=staff_detail,
-        validation_problems=problems or [],
+        validation_problems=stored_problems(problems or []),
         counts_for_quota=False,
     )
     if applied:

@@ -43,11 +43,18 @@ def quota_message(split: Split, status: QuotaStatus) -> str:
     noun = "submission" if status.limit == 1 else "submissions"
     if status.next_slot_at is None:
         return f"Submissions to {split} are limited to {status.limit} per {status.window_hours} hours."
-    return (
+    message = (
         f"Quota reached: you have made {status.used} of {status.limit} {noun} to {split} "
         f"in the last {status.window_hours} hours. The next slot opens at "
         f"{format_utc(status.next_slot_at)}."
     )
+    if status.validating:
+        verb = "is" if status.validating == 1 else "are"
+        message += (
+            f" {status.validating} of them {verb} still being validated; each one found invalid "
+            "gives its slot back, so try again once validation ends."
+        )
+    return message
 
 
 def check_quota(*, user, split: Split) -> None:

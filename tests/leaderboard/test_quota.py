@@ -58,7 +58,8 @@ def check_twenty_uploads_five_slots(user, split, path) -> None:
     opens = oldest + timedelta(hours=24)
     expected = (
         f"Quota reached: you have made 5 of 5 submissions to demo/val in the last 24 hours. "
-        f"The next slot opens at {opens.astimezone(UTC):%Y-%m-%d %H:%M} UTC."
+        f"The next slot opens at {opens.astimezone(UTC):%Y-%m-%d %H:%M} UTC. 5 of them are still being "
+        "validated; each one found invalid gives its slot back, so try again once validation ends."
     )
     assert {str(error) for error in rejected} == {expected}
     assert {error.next_slot_at for error in rejected} == {opens}

@@ -56,9 +56,32 @@ def test_quota_exceeded_message(demo_split, user, cutout_zip):
     assert caught.value.next_slot_at == opens
     assert str(caught.value) == (
         "Quota reached: you have made 2 of 2 submissions to demo/val in the last 24 hours. "
-        f"The next slot opens at {opens.astimezone(UTC):%Y-%m-%d %H:%M} UTC."
+        f"The next slot opens at {opens.astimezone(UTC):%Y-%m-%d %H:%M} UTC. 2 of them are still being "
+        "validated; each one found invalid gives its slot back, so try again once validation ends."
     )
     assert Submission.objects.count() == 2
+
+
+@pytest.mark.parametrize(("validated", "tail"), [
+    (1, " 1 of them is still being validated; each one found invalid gives its slot back, "
+        "so try again once validation ends."),
+    (2, ""),
+])
+def test_quota_message_counts_validating(demo_split, user, cutout_zip, validated, tail):
+    demo_split.benchmark.quota_limit = 2
+    demo_split.benchmark.save()
+    first = create(user, demo_split, cutout_zip)
+    second = create(user, demo_split, cutout_zip)
+    for submission in (first, second)[:validated]:
+        submission.evaluations.update(state=EvaluationState.QUEUED)
+    opens = first.evaluations.get().created_at + timedelta(hours=24)
+
+    with pytest.raises(services.QuotaExceeded) as caught:
+        create(user, demo_split, cutout_zip)
+    assert str(caught.value) == (
+        "Quota reached: you have made 2 of 2 submissions to demo/val in the last 24 hours. "
+        f"The next slot opens at {opens.astimezone(UTC):%Y-%m-%d %H:%M} UTC.{tail}"
+    )
 
 
 def test_failed_uploads_give_quota_back(demo_split, user, cutout_zip):

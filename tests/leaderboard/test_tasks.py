@@ -3,6 +3,8 @@
 Task functions are called directly here; `test_end_to_end.py` runs them in a worker.
 """
 
+import shutil
+import zipfile
 from datetime import timedelta
 
 import pytest
@@ -54,6 +56,31 @@ def test_validation_rejects_invalid_zip(demo_split, user, invalid_zip):
         "The submission is invalid: 7 problems found. Fix them and upload again; "
         "this upload does not count against your quota."
     )
+
+
+def test_validation_problems_capped(demo_split, user, cutout_zip, tmp_path):
+    crowded = tmp_path / "crowded.zip"
+    shutil.copy(cutout_zip, crowded)
+    with zipfile.ZipFile(crowded, "a") as archive:
+        for index in range(150):
+            archive.writestr(f"stray_{index}.png", b"")
+    submission = services.submission_create(
+        user=user, split=demo_split, uploaded_file=upload(crowded), method_name="crowded"
+    )
+    evaluation = submission.evaluations.get()
+
+    validate_submission_task(evaluation.pk)
+
+    evaluation.refresh_from_db()
+    problems = evaluation.validation_problems
+    assert evaluation.state == S.FAILED
+    assert len(problems) == services.MAX_STORED_PROBLEMS + 1
+    assert problems[-1]["code"] == "more_problems"
+    assert problems[-1]["message"] == "50 more problems not listed here"
+    assert problems[-1]["hint"] == (
+        "Run python -m evaluator validate --split SPLIT --predictions ZIP to list every problem."
+    )
+    assert evaluation.user_message.startswith("The submission is invalid: 150 problems found.")
 
 
 def test_validation_skips_cancelled(evaluation):
