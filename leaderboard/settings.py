@@ -266,6 +266,10 @@ REFLADE_UPLOAD_PART_SIZE = env_int("REFLADE_UPLOAD_PART_SIZE", 64 << 20)
 # Hours an open multipart upload may stay unfinished before the beat task aborts it.
 REFLADE_UPLOAD_EXPIRY_HOURS = env_int("REFLADE_UPLOAD_EXPIRY_HOURS", 24)
 REFLADE_QUOTA_LIMIT = env_int("REFLADE_QUOTA_LIMIT", 5)
+# API rate limits by scope (anon, user, submissions) as JSON of DRF rate strings,
+# e.g. {"submissions": "60/hour"}; null turns a scope off, unset keeps the defaults of
+# leaderboard.api.throttling.
+REFLADE_API_THROTTLE_RATES = json.loads(os.environ.get("REFLADE_API_THROTTLE_RATES") or "{}")
 REFLADE_QUOTA_WINDOW_HOURS = env_int("REFLADE_QUOTA_WINDOW_HOURS", 24)
 # Seconds without a heartbeat after which the reaper re-queues an evaluation. Scoring
 # beats every 30 s; validation and aggregation beat only when they start, so this

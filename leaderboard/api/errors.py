@@ -51,7 +51,7 @@ def api_exception_handler(exc, context) -> Response:
         exc = exceptions.PermissionDenied(*exc.args)
 
     if isinstance(exc, exceptions.APIException):
-        return _api_exception(exc)
+        return _api_exception(exc, context.get("request"))
 
     if isinstance(exc, OperationalError | InterfaceError):
         # The database is down or restarting: a temporary condition, not a server bug.
@@ -80,7 +80,7 @@ def _service_error(exc: ServiceError) -> Response:
     return Response(error_body(exc.code, exc.message, details), status=exc.status, headers=headers)
 
 
-def _api_exception(exc: exceptions.APIException) -> Response:
+def _api_exception(exc: exceptions.APIException, request=None) -> Response:
     headers = {}
     auth_header = getattr(exc, "auth_header", None)
     if auth_header:
@@ -93,13 +93,21 @@ def _api_exception(exc: exceptions.APIException) -> Response:
         retry_after = exc.wait if exc.wait is not None else None
         if retry_after is not None:
             headers["Retry-After"] = str(retry_after)
-        body = error_body("throttled", str(exc.detail), {"retry_after": retry_after})
+        body = error_body("throttled", _throttled_message(request, retry_after), {"retry_after": retry_after})
     else:
         code = exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code
         body = error_body(code, str(exc.detail))
 
     set_rollback()
     return Response(body, status=exc.status_code, headers=headers)
+
+
+def _throttled_message(request, retry_after: int | None) -> str:
+    """Name the rate limits the request exceeded and when to try again."""
+    exceeded = getattr(request, "reflade_exceeded_throttles", []) if request is not None else []
+    limits = " and ".join(throttle.limit_text() for throttle in exceeded) or "the request rate limit"
+    wait = f"in {retry_after} second{'s' if retry_after != 1 else ''}" if retry_after is not None else "later"
+    return f"Rate limit reached: at most {limits}. Try again {wait}."
 
 
 def _plain(detail):

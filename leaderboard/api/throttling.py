@@ -24,11 +24,33 @@ def throttle_rate(scope: str) -> str | None:
     return rates.get(scope)
 
 
+PERIOD_NAMES = {"s": "second", "m": "minute", "h": "hour", "d": "day"}
+
+
 class SettingsRateThrottle(SimpleRateThrottle):
-    """A throttle whose rate comes from the settings at request time, not at import."""
+    """A throttle whose rate comes from the settings at request time, not at import.
+
+    A throttle that rejects a request adds itself to the request's
+    `reflade_exceeded_throttles`, so the error response can name the limit.
+    """
+
+    # What the limit counts, in the singular, as the error message names it.
+    counted = "request"
 
     def get_rate(self) -> str | None:
         return throttle_rate(self.scope)
+
+    def allow_request(self, request, view) -> bool:
+        allowed = super().allow_request(request, view)
+        if not allowed:
+            request.reflade_exceeded_throttles = [*getattr(request, "reflade_exceeded_throttles", []), self]
+        return allowed
+
+    def limit_text(self) -> str:
+        """Describe the limit, such as "30 uploads per hour"."""
+        count, period = self.rate.split("/")
+        noun = self.counted if count == "1" else f"{self.counted}s"
+        return f"{count} {noun} per {PERIOD_NAMES.get(period[:1], period)}"
 
 
 class AnonThrottle(SettingsRateThrottle):
@@ -57,6 +79,7 @@ class SubmissionCreateThrottle(SettingsRateThrottle):
     """Submission uploads, counted per user, on top of the general user rate."""
 
     scope = "submissions"
+    counted = "upload"
 
     def get_cache_key(self, request, view):
         if not (request.user and request.user.is_authenticated):

@@ -254,7 +254,8 @@ def test_anonymous_rate_limit(settings, db):
     assert response.status_code == 429
     assert response["Retry-After"] == "60"
     assert response.json() == {"error": {"code": "throttled",
-                                         "message": "Request was throttled. Expected available in 60 seconds.",
+                                         "message": "Rate limit reached: at most 2 requests per minute. "
+                                                    "Try again in 60 seconds.",
                                          "details": {"retry_after": 60}}}
 
 
@@ -270,5 +271,8 @@ def test_submission_rate_limit(settings, user, demo_split, cutout_zip):
 
     assert [response.status_code for response in responses] == [201, 429]
     assert responses[1].json()["error"]["details"] == {"retry_after": 3600}
+    assert responses[1].json()["error"]["message"] == (
+        "Rate limit reached: at most 1 upload per hour. Try again in 3600 seconds."
+    )
     # Reading is limited by the general user rate only.
     assert api.get(f"{API}/submissions/").status_code == 200
