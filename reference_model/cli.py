@@ -10,9 +10,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
 import os
+import sys
 from pathlib import Path
 
+from evaluator.split import open_split
+from evaluator.weights import WeightsError
 from reference_model.visible import FILLS, VisibleSettings
 
 logger = logging.getLogger(__name__)
@@ -84,7 +88,10 @@ def _add_baseline(commands) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m reference_model", description="Train and run RefLayer and simple baselines.")
-    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    parser.add_argument(
+        "--log-level", default="INFO", type=str.upper, choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+        help="logging level (default INFO); DEBUG also prints the traceback of an error",
+    )
     parser.add_argument(
         "--threads", type=int, default=None,
         help="CPU threads for torch (default: torch's choice); 1 is fastest for the tiny preset on a busy CPU",
@@ -95,7 +102,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_train_arguments(args) -> None:
+    """Reject invalid train arguments before torch is imported, which takes seconds."""
+    if args.synthetic is not None and args.synthetic < 1:
+        raise ValueError(f"--synthetic must be at least 1 sample, got {args.synthetic}")
+    for flag, value in (("--steps", args.steps), ("--vae-steps", args.vae_steps)):
+        if value is not None and value < 0:
+            raise ValueError(f"{flag} must be at least 0, got {value}")
+
+
 def _run_train(args) -> int:
+    _check_train_arguments(args)
     from reference_model.config import preset
     from reference_model.train import train
 
@@ -114,17 +131,14 @@ def _synthetic_training_split(samples: int, resolution: int, out: str) -> Path:
     """Generate the training split once; a resumed run finds it already there."""
     from evaluator.synthetic import make_synthetic_split
 
-    if samples < 1:
-        raise SystemExit(f"--synthetic must be at least 1 sample, got {samples}")
     folder = Path(out) / "data" / "train"
     if (folder / "manifest.jsonl").is_file():
         return folder
     return make_synthetic_split(Path(out) / "data", samples, resolution, seed=0, name="train", overwrite=True)
 
 
-def _predict_from_args(args) -> Path:
-    from reference_model.predict import predict
-
+def _visible_settings(args) -> VisibleSettings | None:
+    """Build the settings of `preserve_visible` from the flags; None for --no-preserve-visible."""
     flags = {
         "--visible-tolerance": ("tolerance", args.visible_tolerance),
         "--visibility-threshold": ("threshold", args.visibility_threshold),
@@ -133,13 +147,49 @@ def _predict_from_args(args) -> Path:
     }
     set_flags = [(flag, field_name, value) for flag, (field_name, value) in flags.items() if value is not None]
     if args.no_preserve_visible and set_flags:
-        raise SystemExit(f"{set_flags[0][0]} has no effect with --no-preserve-visible; give only one of them")
+        raise ValueError(f"{set_flags[0][0]} has no effect with --no-preserve-visible; give only one of them")
     visible = None if args.no_preserve_visible else VisibleSettings()
     for flag, field_name, value in set_flags:
         try:
             visible = dataclasses.replace(visible, **{field_name: value})
         except ValueError as error:
-            raise SystemExit(f"{flag}: {error}") from None
+            raise ValueError(f"{flag}: {error}") from None
+    return visible
+
+
+def _check_predict_arguments(args, needs_ground_truth: bool) -> VisibleSettings | None:
+    """Check the predict arguments and return the visible settings of `_visible_settings`.
+
+    The checks run before torch is imported and the model loaded, which takes seconds.
+    """
+    visible = _visible_settings(args)
+    if args.max_candidates < 1:
+        raise ValueError(f"--max-candidates must be at least 1, got {args.max_candidates}")
+    if not 1 <= args.candidates <= args.max_candidates:
+        raise ValueError(f"--candidates must be between 1 and {args.max_candidates}, got {args.candidates}")
+    if args.steps is not None and args.steps < 1:
+        raise ValueError(f"--steps must be at least 1, got {args.steps}")
+    if args.guidance_scale is not None and not math.isfinite(args.guidance_scale):
+        raise ValueError(f"--guidance-scale must be a finite number, got {args.guidance_scale}")
+    config = Path(args.checkpoint) / "config.json"
+    if not config.is_file():
+        raise FileNotFoundError(
+            f"{config} not found; --checkpoint must be a folder written by `python -m reference_model train`"
+        )
+    # Opening validates the split and raises SplitError listing its problems.
+    split = open_split(args.split)
+    split.close()
+    if needs_ground_truth and not split.has_ground_truth:
+        raise ValueError(
+            f"split {split.path} has no gt/ folder, so its predictions cannot be scored; "
+            "use the full split, or `predict` for its public inputs package"
+        )
+    return visible
+
+
+def _predict_from_args(args, visible: VisibleSettings | None) -> Path:
+    from reference_model.predict import predict
+
     return predict(
         checkpoint=args.checkpoint, split=args.split, out=args.out, candidates=args.candidates,
         steps=args.steps, guidance_scale=args.guidance_scale, seed=args.seed, max_candidates=args.max_candidates,
@@ -148,11 +198,13 @@ def _predict_from_args(args) -> Path:
 
 
 def _run_predict(args) -> int:
-    print(f"wrote {_predict_from_args(args)}")
+    visible = _check_predict_arguments(args, needs_ground_truth=False)
+    print(f"wrote {_predict_from_args(args, visible)}")
     return 0
 
 
 def _run_evaluate(args) -> int:
+    visible = _check_predict_arguments(args, needs_ground_truth=True)
     try:
         from evaluator.pipeline import score_submission
     except ModuleNotFoundError as error:
@@ -160,7 +212,7 @@ def _run_evaluate(args) -> int:
             raise
         logger.error("scoring is not installed: evaluator.pipeline is missing (%s); the predictions were not scored", error)
         return 2
-    zip_path = _predict_from_args(args)
+    zip_path = _predict_from_args(args, visible)
     score_dir = Path(args.score_dir) if args.score_dir else zip_path.with_suffix("")
     result = score_submission(args.split, zip_path, score_dir, weights_dir=args.weights_dir)
     print(f"wrote {zip_path}; scores in {score_dir}")
@@ -186,18 +238,30 @@ def _print_scores(result) -> None:
 
 
 def _run_baseline(args) -> int:
-    from reference_model.baselines import write_baseline
+    # Opening the split first rejects a bad --split before torch is imported.
+    with open_split(args.split) as split:
+        from reference_model.baselines import write_baseline
 
-    print(f"wrote {write_baseline(args.kind, args.split, args.out)}")
+        print(f"wrote {write_baseline(args.kind, split, args.out)}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if args.threads is not None:
-        import torch
+    # Bad input raises the exceptions caught below: a wrong value, a missing file, an invalid
+    # split, submission or config (SplitError, SubmissionError and ConfigError subclass
+    # ValueError), or missing metric weights. Other exceptions are bugs and keep their traceback.
+    try:
+        if args.threads is not None:
+            if args.threads < 1:
+                raise ValueError(f"--threads must be at least 1, got {args.threads}")
+            import torch
 
-        torch.set_num_threads(args.threads)
-    return args.handler(args)
+            torch.set_num_threads(args.threads)
+        return args.handler(args)
+    except (ValueError, FileNotFoundError, WeightsError) as error:
+        logger.debug("traceback of the error below", exc_info=True)
+        print(f"error: {error}", file=sys.stderr)
+        return 1

@@ -105,9 +105,9 @@ def _api_exception(exc: exceptions.APIException, request=None) -> Response:
 def _throttled_message(request, retry_after: int | None) -> str:
     """Name the rate limits the request exceeded and when to try again."""
     exceeded = getattr(request, "reflade_exceeded_throttles", []) if request is not None else []
-    limits = " and ".join(throttle.limit_text() for throttle in exceeded) or "the request rate limit"
+    limits = " and ".join(throttle.limit_text() for throttle in exceeded)
     wait = f"in {retry_after} second{'s' if retry_after != 1 else ''}" if retry_after is not None else "later"
-    return f"Rate limit reached: at most {limits}. Try again {wait}."
+    return f"Rate limit reached{f': at most {limits}' if limits else ''}. Try again {wait}."
 
 
 def _plain(detail):
