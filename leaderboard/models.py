@@ -60,7 +60,8 @@ class Split(models.Model):
     public_package = models.FileField(upload_to=public_package_upload_to, max_length=300)
     # Name of the ground-truth .tar in the private storage; never served.
     ground_truth_location = models.CharField(max_length=300)
-    # SHA-256 of the ground-truth .tar, so caches and results name the exact data.
+    # SHA-256 of the ground-truth .tar, so storage and caches name the exact data.
+    # Evaluations record the evaluator's `ground_truth_version` instead, as report.json does.
     ground_truth_version = models.CharField(max_length=64)
     sample_count = models.PositiveIntegerField()
     visibility = models.CharField(

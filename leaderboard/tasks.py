@@ -28,6 +28,7 @@ from kombu.exceptions import OperationalError as BrokerError
 import evaluator
 from evaluator.archive import DEFAULT_LIMITS, ArchiveLimits
 from evaluator.config import load_config
+from evaluator.gt_cache import ground_truth_version
 from evaluator.split import Split as SplitPackage
 from evaluator.submission import SubmissionArchive, SubmissionError
 from leaderboard import services
@@ -189,6 +190,9 @@ def validate_submission_task(evaluation_id: int) -> None:
             candidate_count = archive.n_candidates
             metadata = archive.metadata or {}
         sample_count = len(split)
+        # The evaluator's definition, which `python -m evaluator score` writes to report.json
+        # too. The split's own ground_truth_version is the SHA-256 of the stored .tar.
+        gt_version = ground_truth_version(split)
 
     chunks_total = max(1, math.ceil(sample_count / config.chunk_size))
     queued = services.evaluation_queue(
@@ -198,7 +202,7 @@ def validate_submission_task(evaluation_id: int) -> None:
         metadata=metadata,
         versions={
             "evaluator_version": evaluator.__version__,
-            "ground_truth_version": submission.split.ground_truth_version,
+            "ground_truth_version": gt_version,
             "config_hash": config.hash,
             "calibration_version": config.calibration.version,
         },

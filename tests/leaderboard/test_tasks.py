@@ -11,7 +11,8 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
-from leaderboard import selectors, services
+from evaluator.gt_cache import ground_truth_version
+from leaderboard import selectors, services, tasks
 from leaderboard.models import ChunkResult, Evaluation, EvaluationState
 from leaderboard.tasks import (
     aggregate_evaluation_task,
@@ -81,6 +82,21 @@ def test_validation_problems_capped(demo_split, user, cutout_zip, tmp_path):
         "Run python -m evaluator validate --split SPLIT --predictions ZIP to list every problem."
     )
     assert evaluation.user_message.startswith("The submission is invalid: 150 problems found.")
+
+
+def test_validation_records_evaluator_gt_version(evaluation, demo_split, monkeypatch):
+    dispatched = []
+    monkeypatch.setattr(tasks, "dispatch_scoring", lambda *args: dispatched.append(args))
+
+    validate_submission_task(evaluation.pk)
+
+    evaluation.refresh_from_db()
+    with tasks.open_split_package(demo_split) as split:
+        expected = ground_truth_version(split)
+    assert evaluation.state == S.QUEUED
+    assert dispatched == [(evaluation.pk, 1)]
+    assert evaluation.ground_truth_version == expected
+    assert evaluation.ground_truth_version != demo_split.ground_truth_version
 
 
 def test_validation_skips_cancelled(evaluation):
