@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m reference_model", description="Train and run RefLayer and simple baselines.")
     parser.add_argument(
         "--log-level", default="INFO", type=str.upper, choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
-        help="logging level (default INFO); DEBUG also prints the traceback of an error",
+        help="logging level (default INFO); DEBUG also logs the traceback of a reported error",
     )
     parser.add_argument(
         "--threads", type=int, default=None,
@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_train_arguments(args) -> None:
-    """Reject invalid train arguments before torch is imported, which takes seconds."""
+    """Reject invalid train arguments before torch is imported, because importing it takes seconds."""
     if args.synthetic is not None and args.synthetic < 1:
         raise ValueError(f"--synthetic must be at least 1 sample, got {args.synthetic}")
     for flag, value in (("--steps", args.steps), ("--vae-steps", args.vae_steps)):
@@ -138,7 +138,7 @@ def _synthetic_training_split(samples: int, resolution: int, out: str) -> Path:
 
 
 def _visible_settings(args) -> VisibleSettings | None:
-    """Build the settings of `preserve_visible` from the flags; None for --no-preserve-visible."""
+    """Build the `preserve_visible` settings from the flags, or return None for --no-preserve-visible."""
     flags = {
         "--visible-tolerance": ("tolerance", args.visible_tolerance),
         "--visibility-threshold": ("threshold", args.visibility_threshold),
@@ -158,9 +158,9 @@ def _visible_settings(args) -> VisibleSettings | None:
 
 
 def _check_predict_arguments(args, needs_ground_truth: bool) -> VisibleSettings | None:
-    """Check the predict arguments and return the visible settings of `_visible_settings`.
+    """Check the predict and evaluate arguments and return the `preserve_visible` settings.
 
-    The checks run before torch is imported and the model loaded, which takes seconds.
+    The checks run before torch is imported and the model is loaded, because those take seconds.
     """
     visible = _visible_settings(args)
     if args.max_candidates < 1:
@@ -250,9 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    # Bad input raises the exceptions caught below: a wrong value, a missing file, an invalid
-    # split, submission or config (SplitError, SubmissionError and ConfigError subclass
-    # ValueError), or missing metric weights. Other exceptions are bugs and keep their traceback.
+    # Bad input raises the exceptions caught below, which print as one line. SplitError,
+    # SubmissionError and ConfigError subclass ValueError, and WeightsError means missing
+    # metric weights. Other exceptions are bugs and keep their traceback.
     try:
         if args.threads is not None:
             if args.threads < 1:
@@ -262,6 +262,6 @@ def main(argv: list[str] | None = None) -> int:
             torch.set_num_threads(args.threads)
         return args.handler(args)
     except (ValueError, FileNotFoundError, WeightsError) as error:
-        logger.debug("traceback of the error below", exc_info=True)
+        logger.debug("traceback of the error that follows", exc_info=True)
         print(f"error: {error}", file=sys.stderr)
         return 1
