@@ -5,7 +5,8 @@ folder is empty. It hosts a synthetic demo benchmark and creates a demo account
 and a staff account. It then starts the web server and a Celery worker (with the
 reaper) as child processes, publishes two baselines side by side (the prompt
 cut-out and RefLayer tiny from the committed checkpoint), prints the address and
-logins, and runs until Ctrl-C. `--no-serve` builds everything, scores the
+logins, and runs until Ctrl-C. A worker that dies is started again, and the work it
+had in progress is re-queued at once. `--no-serve` builds everything, scores the
 baselines in this process and exits.
 """
 
@@ -24,6 +25,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
 from leaderboard.management.commands.publish_baseline import (
     baseline_owner,
@@ -32,8 +34,8 @@ from leaderboard.management.commands.publish_baseline import (
     reflayer_entry,
 )
 from leaderboard.management.commands.run_worker import worker_command
-from leaderboard.models import Benchmark, Split, Submission
-from leaderboard.services import benchmark_create, split_import
+from leaderboard.models import Benchmark, Evaluation, EvaluationState, Split, Submission
+from leaderboard.services import benchmark_create, evaluation_requeue, split_import
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +69,7 @@ class Command(BaseCommand):
             return
 
         stop_on_signals()
-        children = start_children(options["port"])
+        children = Children.for_port(options["port"])
         try:
             publish_baselines(split, eager=False, stdout=self.stdout)
             self.print_logins(f"http://127.0.0.1:{options['port']}/", demo_password, staff_password)
@@ -75,7 +77,7 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             self.stdout.write("stopping")
         finally:
-            stop_children(children)
+            children.stop()
 
     def print_logins(self, address: str | None, demo_password: str, staff_password: str) -> None:
         if address:
@@ -192,32 +194,99 @@ def child_environment() -> dict[str, str]:
     return env
 
 
-def start_children(port: int) -> list[subprocess.Popen]:
-    env = child_environment()
-    manage = Path(settings.BASE_DIR) / "manage.py"
-    web = subprocess.Popen([sys.executable, str(manage), "runserver", f"127.0.0.1:{port}", "--noreload"], env=env)
-    worker = subprocess.Popen(worker_command("default,gpu", "solo", beat=True), env=env)
-    logger.info("demo started the web server (pid %s) and the worker (pid %s)", web.pid, worker.pid)
-    return [web, worker]
+# Worker restarts the demo allows before it stops, so a worker that cannot start
+# does not loop.
+MAX_WORKER_RESTARTS = 5
 
 
-def wait_for_children(children: list[subprocess.Popen]) -> None:
-    """Return when a child exits; the other is stopped by the caller."""
-    while all(child.poll() is None for child in children):
+class Children:
+    """The demo's web server and worker, each in its own process group.
+
+    The worker's group also holds its embedded beat and the scoring loader
+    processes, which outlive a worker killed with SIGKILL unless the group is
+    stopped too.
+    """
+
+    def __init__(self, web_args: list[str], worker_args: list[str]):
+        self.env = child_environment()
+        self.worker_args = worker_args
+        self.web = self._start(web_args)
+        self.worker = self._start(worker_args)
+        self.restarts = 0
+        logger.info("demo started the web server (pid %s) and the worker (pid %s)", self.web.pid, self.worker.pid)
+
+    @classmethod
+    def for_port(cls, port: int) -> Children:
+        """Start `runserver` on 127.0.0.1:`port` and a worker on both queues with the reaper."""
+        manage = Path(settings.BASE_DIR) / "manage.py"
+        return cls(
+            [sys.executable, str(manage), "runserver", f"127.0.0.1:{port}", "--noreload"],
+            worker_command("default,gpu", "solo", beat=True),
+        )
+
+    def _start(self, command: list[str]) -> subprocess.Popen:
+        return subprocess.Popen(command, env=self.env, start_new_session=True)
+
+    def check(self) -> None:
+        """Restart a worker that exited and re-queue its work; raise CommandError when the
+        web server exited or the worker exited more than MAX_WORKER_RESTARTS times."""
+        if self.web.poll() is not None:
+            raise CommandError(f"the web server exited with status {self.web.returncode}")
+        if self.worker.poll() is None:
+            return
+        status = self.worker.returncode
+        kill_group(self.worker)
+        if self.restarts >= MAX_WORKER_RESTARTS:
+            raise CommandError(f"the worker exited with status {status} after {self.restarts} restarts")
+        self.restarts += 1
+        requeued = requeue_in_flight()
+        self.worker = self._start(self.worker_args)
+        logger.warning(
+            "the worker exited with status %s; re-queued %d evaluations in progress and started it again "
+            "(pid %s, restart %d of %d)", status, requeued, self.worker.pid, self.restarts, MAX_WORKER_RESTARTS,
+        )
+
+    def stop(self) -> None:
+        """Stop both children with SIGTERM (SIGKILL after 20 s), then whatever their groups still hold."""
+        children = [self.web, self.worker]
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                logger.warning("child %s did not stop within 20 s; killing it", child.pid)
+                child.kill()
+                child.wait()
+            kill_group(child)
+
+
+def kill_group(child: subprocess.Popen) -> None:
+    """SIGKILL what is left of an exited child's process group (its beat, its loader processes)."""
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def requeue_in_flight() -> int:
+    """Send every evaluation being validated, scored or aggregated back to the queue.
+
+    The demo runs one worker, so when it dies all work in progress was its own. The
+    embedded broker never delivers a message again once a worker has taken it, so
+    without this the reaper would find the work only after REFLADE_HEARTBEAT_TIMEOUT.
+    """
+    now = timezone.now()
+    in_flight = Evaluation.objects.filter(
+        state__in=[EvaluationState.VALIDATING, EvaluationState.SCORING, EvaluationState.AGGREGATING]
+    ).values_list("pk", flat=True)
+    outcomes = [evaluation_requeue(evaluation_id=pk, stale_before=now) for pk in in_flight]
+    return outcomes.count("requeued")
+
+
+def wait_for_children(children: Children) -> None:
+    """Supervise the children until one of them fails for good; see `Children.check`."""
+    while True:
+        children.check()
         time.sleep(0.5)
-    for child in children:
-        if child.returncode is not None:
-            raise CommandError(f"child process {child.args[1:3]} exited with status {child.returncode}")
-
-
-def stop_children(children: list[subprocess.Popen]) -> None:
-    for child in children:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    for child in children:
-        try:
-            child.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            logger.warning("child %s did not stop within 20 s; killing it", child.pid)
-            child.kill()
-            child.wait()
