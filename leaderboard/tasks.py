@@ -19,7 +19,7 @@ import traceback
 from dataclasses import replace
 from pathlib import Path
 
-from celery import chord, shared_task
+from celery import chord, current_app, shared_task
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
@@ -32,6 +32,7 @@ from evaluator.gt_cache import ground_truth_version
 from evaluator.split import Split as SplitPackage
 from evaluator.submission import SubmissionArchive, SubmissionError
 from leaderboard import services
+from leaderboard.celery import REQUEUED_REASON
 from leaderboard.log_context import bind_ids, bound_ids
 from leaderboard.models import ChunkResult, Evaluation, FailureKind, Split, Submission
 from leaderboard.storage import (
@@ -208,18 +209,46 @@ def validate_submission_task(evaluation_id: int) -> None:
         },
     )
     if queued:
-        dispatch_scoring(evaluation_id, chunks_total)
+        dispatch_scoring(evaluation_id, chunks_total, attempt=evaluation.attempts)
 
 
-def dispatch_scoring(evaluation_id: int, chunks_total: int, done: set[int] | frozenset[int] = frozenset()) -> None:
+def chunk_task_id(evaluation_id: int, attempt: int, chunk: int) -> str:
+    """Return the task id of a chunk's scoring in the dispatch of `attempt`.
+
+    A fixed id lets a later dispatch mark the chunks an earlier one lost as revoked
+    (`revoke_lost_chunks`).
+    """
+    return f"score-{evaluation_id}-{attempt}-{chunk}"
+
+
+def dispatch_scoring(
+    evaluation_id: int, chunks_total: int, done: set[int] | frozenset[int] = frozenset(), attempt: int = 1
+) -> None:
     """Send a chord of the chunks not yet `done` on `gpu`, then aggregation on `default`."""
-    header = [score_chunk_task.s(evaluation_id, chunk) for chunk in range(chunks_total) if chunk not in done]
+    header = [
+        score_chunk_task.s(evaluation_id, chunk).set(task_id=chunk_task_id(evaluation_id, attempt, chunk))
+        for chunk in range(chunks_total) if chunk not in done
+    ]
     body = aggregate_evaluation_task.si(evaluation_id)
     if header:
         chord(header)(body)
     else:
         body.delay()
     logger.info("evaluation %s: sent %d of %d chunks", evaluation_id, len(header), chunks_total)
+
+
+def revoke_lost_chunks(evaluation_id: int, attempt: int, chunks: list[int]) -> None:
+    """Record the chunk tasks of an earlier dispatch as revoked in the result backend.
+
+    With a result backend that has no native chords (the embedded database one),
+    Celery's `chord_unlock` polls the header's results every second until all are
+    ready. A chunk whose message a dead worker took never gets a result, so without
+    this the old chord would poll forever, also across worker restarts.
+    """
+    for chunk in chunks:
+        current_app.backend.mark_as_revoked(
+            chunk_task_id(evaluation_id, attempt, chunk), reason=REQUEUED_REASON
+        )
 
 
 # Scoring ------------------------------------------------------------------------------

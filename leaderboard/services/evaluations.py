@@ -220,7 +220,7 @@ def evaluation_requeue(*, evaluation_id: int, stale_before) -> str:
     was found stale). After `REFLADE_MAX_ATTEMPTS` dispatches it fails as an
     infrastructure failure.
     """
-    from leaderboard.tasks import dispatch_scoring, validate_submission_task
+    from leaderboard.tasks import dispatch_scoring, revoke_lost_chunks, validate_submission_task
 
     evaluation = Evaluation.objects.filter(pk=evaluation_id, heartbeat_at__lt=stale_before).first()
     if evaluation is None or evaluation.is_terminal:
@@ -253,9 +253,13 @@ def evaluation_requeue(*, evaluation_id: int, stale_before) -> str:
             transaction.on_commit(lambda: validate_submission_task.delay(evaluation_id), robust=True)
         elif applied:
             done = set(ChunkResult.objects.filter(evaluation_id=evaluation_id).values_list("chunk", flat=True))
-            transaction.on_commit(
-                lambda: dispatch_scoring(evaluation_id, evaluation.chunks_total, done), robust=True
-            )
+            lost = [chunk for chunk in range(evaluation.chunks_total) if chunk not in done]
+
+            def redispatch() -> None:
+                revoke_lost_chunks(evaluation_id, evaluation.attempts, lost)
+                dispatch_scoring(evaluation_id, evaluation.chunks_total, done, attempt=evaluation.attempts + 1)
+
+            transaction.on_commit(redispatch, robust=True)
     if applied:
         logger.warning(
             "evaluation %s re-queued by the reaper from %s (attempt %d)",

@@ -1,7 +1,7 @@
 """The demo's supervision of its web server and worker, with stand-in child processes.
 
-The stand-in worker starts a grandchild in its own process group, as Celery's
-embedded beat and the scoring loaders are, and writes the grandchild's pid to a file.
+The stand-in worker starts a grandchild, which stays in the worker's process group as
+Celery's embedded beat and the scoring loaders do, and writes its pid to a file.
 """
 
 import os
@@ -41,7 +41,7 @@ def grandchild_pid(pid_file) -> int:
 
 
 def is_gone(pid: int) -> bool:
-    """True once `pid` has exited (a zombie left for its parent's parent counts as exited)."""
+    """Return True once `pid` has exited (a zombie left for its parent's parent counts as exited)."""
     for _ in range(100):
         try:
             with open(f"/proc/{pid}/stat") as stat:

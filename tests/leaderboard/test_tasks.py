@@ -3,16 +3,20 @@
 Task functions are called directly here; `test_end_to_end.py` runs them in a worker.
 """
 
+import logging
 import shutil
 import zipfile
 from datetime import timedelta
 
 import pytest
+from celery.exceptions import TaskRevokedError
+from celery.result import AsyncResult
 from django.test import override_settings
 from django.utils import timezone
 
 from evaluator.gt_cache import ground_truth_version
 from leaderboard import selectors, services, tasks
+from leaderboard.celery import REQUEUED_REASON
 from leaderboard.models import ChunkResult, Evaluation, EvaluationState
 from leaderboard.tasks import (
     aggregate_evaluation_task,
@@ -86,7 +90,7 @@ def test_validation_problems_capped(demo_split, user, cutout_zip, tmp_path):
 
 def test_validation_records_evaluator_gt_version(evaluation, demo_split, monkeypatch):
     dispatched = []
-    monkeypatch.setattr(tasks, "dispatch_scoring", lambda *args: dispatched.append(args))
+    monkeypatch.setattr(tasks, "dispatch_scoring", lambda *args, **kwargs: dispatched.append((args, kwargs)))
 
     validate_submission_task(evaluation.pk)
 
@@ -94,7 +98,7 @@ def test_validation_records_evaluator_gt_version(evaluation, demo_split, monkeyp
     with tasks.open_split_package(demo_split) as split:
         expected = ground_truth_version(split)
     assert evaluation.state == S.QUEUED
-    assert dispatched == [(evaluation.pk, 1)]
+    assert dispatched == [((evaluation.pk, 1), {"attempt": 1})]
     assert evaluation.ground_truth_version == expected
     assert evaluation.ground_truth_version != demo_split.ground_truth_version
 
@@ -174,6 +178,33 @@ def test_reaper_requeues_stalled_scoring(evaluation, django_capture_on_commit_ca
 
 
 @override_settings(REFLADE_HEARTBEAT_TIMEOUT=600, REFLADE_MAX_ATTEMPTS=3)
+def test_reaper_revokes_lost_chunk_tasks(evaluation, monkeypatch, django_capture_on_commit_callbacks):
+    stale(evaluation, S.SCORING, attempts=1)
+    ChunkResult.objects.create(evaluation=evaluation, chunk=0, payload=b"done")
+    dispatched = []
+    monkeypatch.setattr(tasks, "dispatch_scoring", lambda *args, **kwargs: dispatched.append((args, kwargs)))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        reap_stale_evaluations()
+
+    states = [AsyncResult(tasks.chunk_task_id(evaluation.pk, 1, chunk)).state for chunk in range(3)]
+    assert states == ["PENDING", "REVOKED", "REVOKED"]
+    assert dispatched == [((evaluation.pk, 3, {0}), {"attempt": 2})]
+
+
+def test_dispatch_names_chunk_tasks(evaluation, monkeypatch):
+    sent = []
+    monkeypatch.setattr(tasks, "chord", lambda header: lambda body: sent.append((header, body)))
+
+    tasks.dispatch_scoring(evaluation.pk, 3, {1}, attempt=4)
+
+    header, body = sent[0]
+    assert [signature.id for signature in header] == [f"score-{evaluation.pk}-4-0", f"score-{evaluation.pk}-4-2"]
+    assert [signature.args for signature in header] == [(evaluation.pk, 0), (evaluation.pk, 2)]
+    assert body.args == (evaluation.pk,)
+
+
+@override_settings(REFLADE_HEARTBEAT_TIMEOUT=600, REFLADE_MAX_ATTEMPTS=3)
 def test_reaper_resends_stalled_validation(evaluation, django_capture_on_commit_callbacks):
     stale(evaluation, S.VALIDATING, attempts=1)
     with django_capture_on_commit_callbacks() as callbacks:
@@ -245,3 +276,20 @@ def test_heartbeat_ignored_after_cancel(evaluation):
     assert not services.evaluation_heartbeat(evaluation_id=evaluation.pk)
     evaluation.refresh_from_db()
     assert evaluation.heartbeat_at == old
+
+
+@pytest.mark.parametrize(("error", "level", "message"), [
+    (TaskRevokedError(REQUEUED_REASON), "WARNING", "chord 'group-1' ended: its lost chunk tasks were " + REQUEUED_REASON),
+    (TaskRevokedError("revoked by staff"), "ERROR", "Chord 'group-1' raised: TaskRevokedError('revoked by staff')"),
+])
+def test_replaced_chord_logs_one_line(caplog, error, level, message):
+    logger = logging.getLogger("celery.app.builtins")
+    with caplog.at_level(logging.WARNING, logger="celery.app.builtins"):
+        try:
+            raise error
+        except TaskRevokedError as raised:
+            logger.exception("Chord %r raised: %r", "group-1", raised)
+    record = caplog.records[-1]
+    assert record.levelname == level
+    assert record.getMessage() == message
+    assert (record.exc_info is None) == (level == "WARNING")

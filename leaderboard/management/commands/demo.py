@@ -202,7 +202,7 @@ MAX_WORKER_RESTARTS = 5
 class Children:
     """The demo's web server and worker, each in its own process group.
 
-    The worker's group also holds its embedded beat and the scoring loader
+    The worker's group also contains its embedded beat and the scoring loader
     processes, which outlive a worker killed with SIGKILL unless the group is
     stopped too.
     """
@@ -247,7 +247,7 @@ class Children:
         )
 
     def stop(self) -> None:
-        """Stop both children with SIGTERM (SIGKILL after 20 s), then whatever their groups still hold."""
+        """Stop both children with SIGTERM (SIGKILL after 20 s), then what is left in their process groups."""
         children = [self.web, self.worker]
         for child in children:
             if child.poll() is None:
