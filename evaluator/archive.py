@@ -146,8 +146,10 @@ class SafeZip:
     `zipfile` parses them, and checks each entry's name, type, flags and sizes.
     `problems` lists every defect. `members` maps the normalised name (`./a.png`
     becomes `a.png`) of each regular file that passed the checks to its sizes.
-    `ignored` lists the names skipped on purpose. `readable` is False when the
-    archive as a whole cannot be used, and `members` is then empty. Messages name
+    `rejected` lists the stored names of the files that a check rejected, each with
+    its problem in `problems`. `folders` lists the folder entries and `ignored` the
+    names skipped on purpose. `readable` is False when the archive as a whole cannot
+    be used, and `members`, `rejected` and `folders` are then empty. Messages name
     the archive `display_name`, by default the file's own name.
     """
 
@@ -156,6 +158,8 @@ class SafeZip:
         self.limits = limits
         self.problems: list[Problem] = []
         self.members: dict[str, ZipMember] = {}
+        self.rejected: list[str] = []
+        self.folders: list[str] = []
         self.ignored: list[str] = []
         self.readable = False
         self._infos: dict[str, zipfile.ZipInfo] = {}
@@ -241,7 +245,13 @@ class SafeZip:
         for info in self._zip.infolist():
             declared_total += info.file_size
             name = self._check_name(info)
-            if name is None or info.is_dir():
+            if name is None:
+                # ZipInfo.is_dir() fails on an empty name, so the rejected name is tested here.
+                if not info.filename.endswith("/"):
+                    self.rejected.append(info.orig_filename)
+                continue
+            if info.is_dir():
+                self.folders.append(name)
                 continue
             if is_ignored_name(name):
                 self.ignored.append(info.filename)
@@ -254,18 +264,23 @@ class SafeZip:
                                      f"another member has {how}", "unique names, ignoring case",
                                      f"{earlier} and {info.filename}",
                                      "Keep one file per name.")
+                self.rejected.append(info.orig_filename)
                 continue
             by_folded_name[name.casefold()] = name
 
             if self._check_member(info):
                 self.members[name] = ZipMember(name, info.file_size, info.compress_size)
                 self._infos[name] = info
+            else:
+                self.rejected.append(info.orig_filename)
 
         if declared_total > self.limits.max_uncompressed_bytes:
             self._fail("zip_too_large", "members are too large in total when uncompressed",
                        f"at most {_format_bytes(self.limits.max_uncompressed_bytes)}",
                        _format_bytes(declared_total), "Submit fewer or smaller files.")
             self.members.clear()
+            self.rejected.clear()
+            self.folders.clear()
             self._infos.clear()
             self.readable = False
 

@@ -70,10 +70,19 @@ class Report:
         )
 
 
+def format_count(count: int, noun: str, plural: str | None = None) -> str:
+    """Return the count with the noun in singular or plural: `1 problem`, `2 problems`.
+
+    `plural` defaults to the noun with an s appended.
+    """
+    if count == 1:
+        return f"{count} {noun}"
+    return f"{count} {plural or noun + 's'}"
+
+
 def format_problems(problems: list[Problem], limit: int = DEFAULT_REPORT_LIMIT) -> str:
     """List problems one per line, cutting the list after `limit` with "and N more"."""
-    noun = "problem" if len(problems) == 1 else "problems"
-    lines = [f"{len(problems)} {noun}:"]
+    lines = [f"{format_count(len(problems), 'problem')}:"]
     lines += [f"- {problem}" for problem in problems[:limit]]
     if len(problems) > limit:
         lines.append(f"... and {len(problems) - limit} more")

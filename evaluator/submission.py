@@ -9,7 +9,8 @@ A submission is a zip with one PNG per sample and candidate:
 
 Each PNG is RGBA with straight alpha and exactly the sample's width and height.
 The reader also accepts what common tools write. One wrapping folder around
-everything is stripped (`preds/<sample_id>.png`, unless `preds` is a sample id).
+everything is stripped (`preds/<sample_id>.png`, unless `preds` is a sample id),
+but a second folder level is rejected (`file_nested_too_deep`).
 `__MACOSX/` and dot-files are ignored. 16-bit RGBA, grey + alpha (LA), and palette,
 grey or RGB PNGs whose tRNS chunk carries transparency are converted to 8-bit RGBA
 when read. Every sample has the same n, at most the benchmark's
@@ -17,8 +18,12 @@ when read. Every sample has the same n, at most the benchmark's
 
 Problem codes, in addition to the `zip_*` codes of `evaluator.archive`:
 
+    submission_empty         the archive contains no files, only folders or ignored
+                             entries, or nothing at all
     sample_missing           a sample of the split has no PNG
     sample_unknown           a PNG named after an id that is not in the split
+    file_nested_too_deep     a PNG more than one folder deep, not counting the
+                             <sample_id>/ folder of candidates: a/b/<sample_id>.png
     file_unexpected          a file that is neither a candidate PNG nor metadata.json
     candidate_layout_mixed   a sample with both <id>.png and <id>/<k>.png
     candidate_index_invalid  a name other than <k>.png with k = 0, 1, 2, ..., or
@@ -32,6 +37,10 @@ Problem codes, in addition to the `zip_*` codes of `evaluator.archive`:
     image_no_alpha           a PNG without an alpha channel or tRNS transparency
     metadata_invalid         metadata.json is too large, not UTF-8 JSON, or not
                              an object, or its "method" is not a string
+
+A sample whose file the archive rejected (a `zip_*` problem such as a symbolic
+link or a member over the size limit), or whose file is nested too deep, gets only
+that problem: no `sample_missing`, and no candidate index or count problem.
 """
 
 from __future__ import annotations
@@ -54,7 +63,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from evaluator.archive import DEFAULT_LIMITS, KIB, ArchiveError, ArchiveLimits, SafeZip
-from evaluator.problems import Problem, Report
+from evaluator.problems import Problem, Report, format_count
 from evaluator.split import SAMPLE_ID_PATTERN, Sample, Split
 
 logger = logging.getLogger(__name__)
@@ -216,6 +225,7 @@ class _Layout:
     folders: dict[str, dict[int, str]] = field(default_factory=dict)  # sample_id -> k -> name
     metadata_name: str | None = None
     prefix: str = ""  # the wrapping folder, such as "preds/", or ""
+    nested_samples: set[str] = field(default_factory=set)  # samples with a file nested too deep
 
 
 def _wrapping_folder(names: Iterable[str], split: Split) -> str:
@@ -234,6 +244,40 @@ def _wrapping_folder(names: Iterable[str], split: Split) -> str:
     return top + "/"
 
 
+def _candidate_tail(parts: Sequence[str], split: Split) -> tuple[str, int] | None:
+    """Return (sample_id, parts in the tail) for a path that ends like a candidate.
+
+    The tail is `<sample_id>/<k>.png` (two parts) or `<sample_id>.png` (one part).
+    Returns None for a path that ends in neither.
+    """
+    stem, suffix = os.path.splitext(parts[-1])
+    if suffix.lower() != ".png":
+        return None
+    if len(parts) >= 2 and parts[-2] in split and _CANDIDATE_INDEX.match(stem):
+        return parts[-2], 2
+    if stem in split:
+        return stem, 1
+    return None
+
+
+def _nested_tail(parts: Sequence[str], prefix: str, split: Split) -> tuple[str | None, int] | None:
+    """Return (sample_id or None, parts in the tail) for a PNG nested too deep, else None.
+
+    `parts` is the path below the wrapping folder `prefix`. A candidate tail with
+    more than one folder above it, the wrapping folder included, is too deep. So is
+    any PNG in a folder inside the wrapping folder that is not a sample id, unless
+    it reads as `<unknown id>/<k>.png`.
+    """
+    tail = _candidate_tail(parts, split)
+    if tail is not None:
+        folders_above = len(parts) - tail[1] + (1 if prefix else 0)
+        return tail if folders_above > 1 else None
+    stem = os.path.splitext(parts[-1])[0]
+    if prefix and len(parts) == 2 and parts[0] not in split and not _CANDIDATE_INDEX.match(stem):
+        return None, 1
+    return None
+
+
 def _classify(names: Sequence[str], split: Split, report: Report) -> _Layout:
     prefix = _wrapping_folder(names, split)
     layout = _Layout(prefix=prefix)
@@ -242,8 +286,14 @@ def _classify(names: Sequence[str], split: Split, report: Report) -> _Layout:
         parts = PurePosixPath(relative).parts
         stem, suffix = os.path.splitext(parts[-1])
         is_png = suffix.lower() == ".png"
+        nested = _nested_tail(parts, prefix, split) if is_png and len(parts) > 1 else None
         if len(parts) == 1 and parts[0] == METADATA_NAME:
             layout.metadata_name = name
+        elif nested is not None:
+            sample_id, tail_parts = nested
+            report.add(_nested_too_deep(name, tail_parts))
+            if sample_id is not None:
+                layout.nested_samples.add(sample_id)
         elif len(parts) == 1 and is_png:
             if stem in split:
                 layout.flat[stem] = name
@@ -268,6 +318,45 @@ def _classify(names: Sequence[str], split: Split, report: Report) -> _Layout:
     return layout
 
 
+def _nested_too_deep(name: str, tail_parts: int) -> Problem:
+    folders = "/".join(PurePosixPath(name).parts[:-tail_parts]) + "/"
+    return Problem(
+        "file_nested_too_deep", name, "file is nested too deep",
+        "<sample_id>.png or <sample_id>/<k>.png at the top level or inside one folder",
+        f"inside {folders}",
+        "Put the PNGs at the top level of the zip or inside one folder. For example, run "
+        "`zip -r ../preds.zip .` inside the folder that contains the PNGs or the <sample_id> folders.")
+
+
+def _rejected_samples(names: Iterable[str], split: Split) -> set[str]:
+    """Return the samples that files rejected by the archive checks were meant for.
+
+    A stored name may contain backslashes or `..`, so it is split on both separators.
+    """
+    samples = set()
+    for name in names:
+        parts = [part for part in re.split(r"[/\\]", name) if part]
+        tail = _candidate_tail(parts, split) if parts else None
+        if tail is not None:
+            samples.add(tail[0])
+    return samples
+
+
+def _empty_archive(archive: SafeZip) -> Problem:
+    counts = []
+    if archive.folders:
+        counts.append(format_count(len(archive.folders), "folder"))
+    if archive.ignored:
+        counts.append(format_count(len(archive.ignored), "ignored file"))
+    found = "only " + " and ".join(counts) if counts else "no entries"
+    hint = ("Create the zip again from the folder of PNGs, for example with `zip -r ../preds.zip .` "
+            "run inside that folder.")
+    if archive.ignored:
+        hint += " Files under __MACOSX/ and names that start with a dot are ignored."
+    return Problem("submission_empty", archive.display_name, "archive contains no files",
+                   "a PNG for every sample of the split", found, hint)
+
+
 def _unknown_sample(name: str, sample_id: str) -> Problem:
     return Problem(
         "sample_unknown", name, "no sample of the split has this id",
@@ -285,8 +374,14 @@ def _format_indices(indices: Iterable[int]) -> str:
     return text + (", ..." if len(ordered) > 10 else "")
 
 
-def _candidate_names(split: Split, layout: _Layout, report: Report) -> dict[str, list[str]]:
-    """Map each sample to its candidate names by k, reporting missing and mixed layouts."""
+def _candidate_names(split: Split, layout: _Layout, report: Report,
+                     explained: set[str]) -> dict[str, list[str]]:
+    """Map each sample to its candidate names by k, reporting missing and mixed layouts.
+
+    A sample in `explained` already has a problem for a file of its own, so a missing
+    file or a gap in its indices is not reported again. Its candidates are kept
+    for the image checks, sorted by k.
+    """
     candidates: dict[str, list[str]] = {}
     for sample in split:
         sample_id = sample.sample_id
@@ -300,6 +395,8 @@ def _candidate_names(split: Split, layout: _Layout, report: Report) -> dict[str,
                 "Use <sample_id>.png for one candidate, <sample_id>/<k>.png for several."))
         elif flat is not None:
             candidates[sample_id] = [flat]
+        elif folder is not None and sample_id in explained:
+            candidates[sample_id] = [folder[k] for k in sorted(folder)]
         elif folder is not None:
             if sorted(folder) != list(range(len(folder))):
                 first = folder[min(folder)]
@@ -309,7 +406,7 @@ def _candidate_names(split: Split, layout: _Layout, report: Report) -> dict[str,
                     _format_indices(folder), "Number the candidates 0, 1, 2, ... without gaps."))
             else:
                 candidates[sample_id] = [folder[k] for k in range(len(folder))]
-        else:
+        elif sample_id not in explained:
             report.add(Problem(
                 "sample_missing", f"{layout.prefix}{sample_id}.png", "sample has no prediction",
                 f"{layout.prefix}{sample_id}.png or {layout.prefix}{sample_id}/0.png", "no such file",
@@ -318,13 +415,19 @@ def _candidate_names(split: Split, layout: _Layout, report: Report) -> dict[str,
 
 
 def _check_counts(candidates: dict[str, list[str]], max_candidates: int, display_name: str,
-                  report: Report) -> int:
-    """Return the common n, reporting samples that differ from it and an n above the maximum."""
-    if not candidates:
+                  report: Report, explained: set[str]) -> int:
+    """Return the common n, reporting samples that differ from it and an n above the maximum.
+
+    Samples in `explained` may lack a rejected candidate, so they neither set n nor
+    get a `candidates_unequal` problem, unless no other sample has candidates.
+    """
+    counted = {sample_id: names for sample_id, names in candidates.items() if sample_id not in explained}
+    counted = counted or candidates
+    if not counted:
         return 0
-    counts = Counter(len(names) for names in candidates.values())
+    counts = Counter(len(names) for names in counted.values())
     n, how_many = max(counts.items(), key=lambda item: (item[1], -item[0]))
-    for sample_id, names in candidates.items():
+    for sample_id, names in counted.items():
         if len(names) != n:
             where = str(PurePosixPath(names[0]).parent) + "/" if len(names) > 1 else names[0]
             report.add(Problem(
@@ -394,10 +497,14 @@ def _validate(archive: SafeZip, split: Split, max_candidates: int,
     report = Report(problems=list(archive.problems))
     if not archive.readable:
         return _Validated(report, {}, 0, {})
+    if not archive.members and not archive.rejected:
+        report.add(_empty_archive(archive))
+        return _Validated(report, {}, 0, {})
 
     layout = _classify(list(archive.members), split, report)
-    candidates = _candidate_names(split, layout, report)
-    n = _check_counts(candidates, max_candidates, archive.display_name, report)
+    explained = layout.nested_samples | _rejected_samples(archive.rejected, split)
+    candidates = _candidate_names(split, layout, report, explained)
+    n = _check_counts(candidates, max_candidates, archive.display_name, report, explained)
     for sample_id, names in candidates.items() if check_images else ():
         sample = split.sample(sample_id)
         for name in names:
@@ -414,8 +521,8 @@ def _validate(archive: SafeZip, split: Split, max_candidates: int,
     report.summary = {"samples": len(candidates), "candidates": n}
     if isinstance(metadata.get("method"), str):
         report.summary["method"] = metadata["method"]
-    logger.info("validated %s against %s: %d problems", archive.display_name, split.path,
-                len(report.problems))
+    logger.info("validated %s against %s: %s", archive.display_name, split.path,
+                format_count(len(report.problems), "problem"))
     return _Validated(report, candidates, n, metadata)
 
 

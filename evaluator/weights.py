@@ -201,16 +201,24 @@ class FileCheck:
     verified: bool
     matches_manifest: bool
     note: str
+    in_manifest: bool = True
 
 
-def check_weights(weights_dir: Path) -> list[FileCheck]:
-    """Hash every file named in the manifest and compare with the published checksums."""
+def check_weights(weights_dir: Path, required: list[str] | tuple[str, ...] = ()) -> list[FileCheck]:
+    """Hash every file named in the manifest or in `required` and compare with the checksums.
+
+    A file in `required` that the manifest does not list gets a row with
+    `in_manifest` False and `matches_manifest` False. Raises `WeightsError` when the
+    manifest is missing or invalid.
+    """
     files = read_manifest(weights_dir)["files"]
     rows = []
-    for name in sorted(files):
+    for name in sorted(set(files) | set(required)):
+        in_manifest = name in files
         path = weights_dir / name
         if not path.is_file():
-            rows.append(FileCheck(name, None, None, False, False, "missing"))
+            note = "missing" if in_manifest else "missing; not in the manifest"
+            rows.append(FileCheck(name, None, None, False, False, note, in_manifest))
             continue
         sha256 = sha256_file(path)
         published = PUBLISHED_SHA256.get(name)
@@ -220,10 +228,13 @@ def check_weights(weights_dir: Path) -> list[FileCheck]:
             note = "matches the published checksum"
         else:
             note = "differs from the published checksum"
-        matches = files[name].get("sha256") == sha256
-        if not matches:
+        matches = in_manifest and files[name].get("sha256") == sha256
+        if not in_manifest:
+            note += "; not in the manifest"
+        elif not matches:
             note += "; differs from the manifest"
-        rows.append(FileCheck(name, path.stat().st_size, sha256, published == sha256, matches, note))
+        rows.append(FileCheck(name, path.stat().st_size, sha256, published == sha256, matches, note,
+                              in_manifest))
     return rows
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from evaluator.cocoa import CocoaError, import_cocoa
+from evaluator.problems import format_count
 
 HELP = "convert COCO-amodal (COCOA) annotations and images into a split (gt_kind amodal_mask)"
 
@@ -26,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {error} (on the command line: --overwrite)")
         return 1
     print(
-        f"wrote {summary.split}: {summary.samples} samples, {summary.images} images, "
-        f"{summary.skipped_regions} regions skipped"
+        f"wrote {summary.split}: {format_count(summary.samples, 'sample')}, "
+        f"{format_count(summary.images, 'image')}, {format_count(summary.skipped_regions, 'region')} skipped"
     )
     return 0

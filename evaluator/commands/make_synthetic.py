@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from evaluator.problems import format_count
 from evaluator.split import Split, summarize
 from evaluator.synthetic.engine import DEFAULT_SIZE, DEFAULT_SPLIT_NAMES, make_synthetic_splits
 from evaluator.synthetic.scene import MIN_SIZE
@@ -49,5 +50,6 @@ def run(args: argparse.Namespace) -> int:
     for name, folder in folders.items():
         with Split(folder) as split:
             summary = summarize(split)
-        print(f"wrote {folder}: {summary.samples} samples, {summary.images} images ({name})")
+        print(f"wrote {folder}: {format_count(summary.samples, 'sample')}, "
+              f"{format_count(summary.images, 'image')} ({name})")
     return 0

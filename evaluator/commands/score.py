@@ -14,6 +14,7 @@ import sys
 from evaluator.config import ConfigError, load_config
 from evaluator.metrics.scoring import DeviceError
 from evaluator.pipeline import score_submission
+from evaluator.problems import format_count
 from evaluator.split import Split, SplitError
 from evaluator.submission import SubmissionError
 from evaluator.weights import WEIGHTS_ENV, WeightsError
@@ -51,7 +52,7 @@ def format_summary(result) -> str:
     if report["hpa"]["value"] is not None:
         lines.append(f"HPA (mean over layer kinds): {report['hpa']['value']:.4f}")
     for kind, entry in report["layer_kinds"].items():
-        lines.append(f"{kind} ({entry['count']} samples)")
+        lines.append(f"{kind} ({format_count(entry['count'], 'sample')})")
         for name, metric in entry["metrics"].items():
             line = f"  {name:<14} {_format_value(metric)}"
             if name == "miou_occ" and metric.get("left_out_empty"):
@@ -59,7 +60,9 @@ def format_summary(result) -> str:
             lines.append(line)
     undefined = result.provenance.get("dir_undefined", 0)
     if undefined:
-        lines.append(f"dir is undefined for {undefined} samples with nothing hidden; they are left out of its mean")
+        they = "it is" if undefined == 1 else "they are"
+        lines.append(f"dir is undefined for {format_count(undefined, 'sample')} with nothing hidden; "
+                     f"{they} left out of its mean")
     return "\n".join(lines)
 
 

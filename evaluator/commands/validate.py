@@ -10,7 +10,7 @@ import argparse
 import dataclasses
 
 from evaluator.archive import DEFAULT_LIMITS, ArchiveLimits
-from evaluator.problems import Report
+from evaluator.problems import Report, format_count
 from evaluator.split import Split, SplitError
 from evaluator.submission import validate_submission
 
@@ -40,8 +40,7 @@ def format_valid_summary(report: Report) -> str:
     """Return the one-line summary of a valid report: `valid: 120 samples, 1 candidate each`."""
     samples = report.summary.get("samples", 0)
     candidates = report.summary.get("candidates", 0)
-    line = (f"valid: {samples} sample{'s' if samples != 1 else ''}, "
-            f"{candidates} candidate{'s' if candidates != 1 else ''} each")
+    line = f"valid: {format_count(samples, 'sample')}, {format_count(candidates, 'candidate')} each"
     if "method" in report.summary:
         line += f" (method: {report.summary['method']})"
     return line

@@ -54,6 +54,31 @@ def test_ignored_entries_are_not_members(tmp_path):
         assert archive.ignored == ["__MACOSX/._a.png", ".DS_Store", "preds/._b.png"]
 
 
+def test_rejected_files_and_folders_listed(tmp_path):
+    path = write_zip(tmp_path / "mixed.zip", [
+        ("a.png", b"x"),
+        symlink("b.png", "/etc/passwd"),
+        ("../c.png", b"x"),
+        ("a.png", b"again"),
+        ("folder/", b""),
+    ])
+    with SafeZip(path) as archive:
+        assert list(archive.members) == ["a.png"]
+        assert archive.rejected == ["b.png", "../c.png", "a.png"]
+        assert archive.folders == ["folder/"]
+
+
+def test_empty_member_name_rejected(tmp_path):
+    path = write_zip(tmp_path / "empty-name.zip", [("", b"x"), ("../dir/", b"")])
+    with SafeZip(path) as archive:
+        assert [(p.code, p.message) for p in archive.problems] == [
+            ("zip_path_unsafe", "member name contains an empty path"),
+            ("zip_path_unsafe", "member name contains a '..' component"),
+        ]
+        assert archive.rejected == [""]
+        assert archive.folders == []
+
+
 def test_dot_slash_prefix_is_normalised(tmp_path):
     path = write_zip(tmp_path / "dot.zip", [("./a.png", b"x")])
     with SafeZip(path) as archive:

@@ -321,7 +321,7 @@ def test_cli_imports_and_reports(cocoa_files, tmp_path, capsys):
     out = tmp_path / "split"
     status = run_command(f"--annotations {annotations} --images {images} --out {out}".split())
     assert status == 0
-    assert capsys.readouterr().out == f"wrote {out}: 5 samples, 2 images, 1 regions skipped\n"
+    assert capsys.readouterr().out == f"wrote {out}: 5 samples, 2 images, 1 region skipped\n"
 
     missing = tmp_path / "none.json"
     status = run_command(f"--annotations {missing} --images {images} --out {out}2".split())

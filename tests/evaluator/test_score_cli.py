@@ -1,5 +1,6 @@
 import json
 import math
+import types
 import zipfile
 
 import pandas as pd
@@ -7,6 +8,7 @@ import pytest
 import torch
 
 from evaluator.cli import main
+from evaluator.commands.score import format_summary
 from evaluator.config import load_config
 from evaluator.pipeline import UNVERIFIED_WEIGHTS, score_chunk, score_submission
 from evaluator.split import Split
@@ -67,6 +69,16 @@ def test_cli_summary_values(split_and_zip, stand_in_weights, tmp_path, capsys):
     report = json.loads((tmp_path / "out" / "report.json").read_text())["report"]
     lpips_vis = report["layer_kinds"]["foreground"]["metrics"]["lpips_vis"]
     assert f"  lpips_vis      {lpips_vis['value']:.4f} [{lpips_vis['ci'][0]:.4f}, " in printed
+
+
+def test_summary_singular_counts():
+    result = types.SimpleNamespace(
+        warnings=[], provenance={"dir_undefined": 1},
+        report={"hpa": {"value": None}, "layer_kinds": {"foreground": {"count": 1, "metrics": {}}}},
+    )
+    lines = format_summary(result).splitlines()
+    assert lines[0] == "foreground (1 sample)"
+    assert lines[1] == "dir is undefined for 1 sample with nothing hidden; it is left out of its mean"
 
 
 def test_cli_invalid_submission(split_and_zip, stand_in_weights, tmp_path, capsys):

@@ -6,13 +6,14 @@ import io
 import json
 import multiprocessing
 import pickle
+import zipfile
 import zlib
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import pytest
 
-from evaluator.archive import ArchiveLimits
+from evaluator.archive import MIB, ArchiveLimits
 from evaluator.submission import (
     SubmissionArchive,
     SubmissionError,
@@ -28,6 +29,7 @@ from tests.evaluator.zips import (
     huge_header_png,
     la16_png,
     make_split,
+    mark_encrypted,
     palette_png,
     png_bytes,
     random_layer,
@@ -35,6 +37,7 @@ from tests.evaluator.zips import (
     rgba_png,
     symlink,
     write_zip,
+    zip_bytes,
 )
 
 
@@ -286,12 +289,157 @@ def test_pixel_limit_configurable(tmp_path, split):
     assert [p.code for p in report.problems] == ["image_too_many_pixels"] * 3
 
 
-def test_archive_problem_reported_with_missing_sample(tmp_path, split):
+def deflated_zeros(name):
+    """A member of 2 MiB of zeros, which deflate shrinks far beyond the ratio limit."""
+    return Entry(name, bytes(2 * MIB), zipfile.ZIP_DEFLATED)
+
+
+# A member of each kind that the archive rejects for its own reason, standing in for s0.
+REJECTED_MEMBERS = {
+    "symlink": ([symlink("s0.png", "/etc/passwd")], {}, "zip_symlink", "member is a symbolic link"),
+    "parent": ([Entry("../s0.png", rgba_png(random_layer(0)))], {}, "zip_path_unsafe",
+               "member name contains a '..' component"),
+    "absolute": ([Entry("/s0.png", rgba_png(random_layer(0)))], {}, "zip_path_unsafe",
+                 "member name contains an absolute path"),
+    "backslash": ([Entry("preds\\s0.png", rgba_png(random_layer(0)))], {}, "zip_path_unsafe",
+                  "member name contains a backslash"),
+    "too_large": ([Entry("s0.png", rgba_png(random_layer(0)) + bytes(4096))],
+                  {"limits": ArchiveLimits(max_member_bytes=4096)}, "zip_member_too_large",
+                  "member is too large when uncompressed"),
+    "ratio": ([deflated_zeros("s0.png")], {}, "zip_ratio_too_high", "member expands too much when uncompressed"),
+    "duplicate": ([Entry("s0.png", rgba_png(random_layer(0))), Entry("S0.png", rgba_png(random_layer(0)))], {},
+                  "zip_duplicate_name", "another member has a name that differs only by case"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(REJECTED_MEMBERS))
+def test_rejected_member_only_real_reason(tmp_path, split, kind):
+    members, options, code, message = REJECTED_MEMBERS[kind]
+    report = check(tmp_path, split, members + layers_entries(["s1.png", "s2.png"]), **options)
+    assert [(p.code, p.message) for p in report.problems] == [(code, message)]
+
+
+def test_rejected_member_no_missing_sample(tmp_path, split):
     entries = [symlink("s0.png", "/etc/passwd")] + layers_entries(["s1.png", "s2.png"])
     report = check(tmp_path, split, entries)
-    assert [(p.code, p.file) for p in report.problems] == [
-        ("zip_symlink", "s0.png"), ("sample_missing", "s0.png"),
+    assert "sample_missing" not in [p.code for p in report.problems]
+
+
+def test_encrypted_members_only_real_reason(tmp_path, split):
+    path = tmp_path / "sub.zip"
+    path.write_bytes(mark_encrypted(zip_bytes(layers_entries())))
+    report = validate_submission(path, split)
+    assert [str(p) for p in report.problems] == [
+        f"s{i}.png: member is encrypted (expected no password, found an encrypted member). "
+        "Create the archive without a password."
+        for i in range(3)
     ]
+
+
+def test_rejected_candidate_no_index_problem(tmp_path, split):
+    entries = layers_entries(["s0/0.png", "s0/2.png", "s1/0.png", "s1/1.png", "s1/2.png",
+                              "s2/0.png", "s2/1.png", "s2/2.png"])
+    entries.append(symlink("s0/1.png", "/etc/passwd"))
+    report = check(tmp_path, split, entries)
+    assert [(p.code, p.file) for p in report.problems] == [("zip_symlink", "s0/1.png")]
+
+
+def test_rejected_candidate_images_still_checked(tmp_path, split):
+    entries = [Entry("s0/0.png", b"\xff\xd8\xff not a png"), symlink("s0/1.png", "/etc/passwd")]
+    entries += layers_entries(["s1/0.png", "s1/1.png", "s2/0.png", "s2/1.png"])
+    report = check(tmp_path, split, entries)
+    assert [(p.code, p.file) for p in report.problems] == [
+        ("zip_symlink", "s0/1.png"), ("image_not_png", "s0/0.png"),
+    ]
+
+
+def test_rejected_unrelated_member_keeps_missing(tmp_path, split):
+    entries = [symlink("escape.png", "/etc/passwd")] + layers_entries(["s1.png", "s2.png"])
+    report = check(tmp_path, split, entries)
+    assert [(p.code, p.file) for p in report.problems] == [
+        ("zip_symlink", "escape.png"), ("sample_missing", "s0.png"),
+    ]
+
+
+# Layout problems ----------------------------------------------------------------
+
+NESTED_HINT = ("Put the PNGs at the top level of the zip or inside one folder. For example, run "
+               "`zip -r ../preds.zip .` inside the folder that contains the PNGs or the <sample_id> folders.")
+
+
+def test_two_folders_deep_message(tmp_path, split):
+    report = check(tmp_path, split, ground_truth_entries(split, "a/b/"))
+    assert [str(p) for p in report.problems] == [
+        f"a/b/s{i}.png: file is nested too deep (expected <sample_id>.png or <sample_id>/<k>.png at "
+        f"the top level or inside one folder, found inside a/b/). {NESTED_HINT}"
+        for i in range(3)
+    ]
+
+
+def test_two_folders_deep_only_nesting(tmp_path, split):
+    report = check(tmp_path, split, ground_truth_entries(split, "a/b/"))
+    assert [p.code for p in report.problems] == ["file_nested_too_deep"] * 3
+
+
+def test_candidate_folders_nested_too_deep(tmp_path, split):
+    names = [f"a/b/s{i}/{k}.png" for i in range(3) for k in range(2)]
+    report = check(tmp_path, split, layers_entries(names))
+    assert fields_of(report) == [
+        ("file_nested_too_deep", name,
+         "<sample_id>.png or <sample_id>/<k>.png at the top level or inside one folder", "inside a/b/")
+        for name in names
+    ]
+
+
+def test_nested_file_beside_top_level(tmp_path, split):
+    report = check(tmp_path, split, layers_entries(["a/b/s0.png", "s1.png", "s2.png"]))
+    assert fields_of(report) == [
+        ("file_nested_too_deep", "a/b/s0.png",
+         "<sample_id>.png or <sample_id>/<k>.png at the top level or inside one folder", "inside a/b/"),
+    ]
+
+
+def test_nested_unknown_name_and_missing(tmp_path, split):
+    report = check(tmp_path, split, layers_entries(["a/b/x.png"]))
+    assert [(p.code, p.file) for p in report.problems] == [
+        ("file_nested_too_deep", "a/b/x.png"),
+        ("sample_missing", "a/s0.png"),
+        ("sample_missing", "a/s1.png"),
+        ("sample_missing", "a/s2.png"),
+    ]
+
+
+def test_unknown_folder_inside_wrapper(tmp_path, split):
+    names = ["preds/s0.png", "preds/s1.png", "preds/s2.png", "preds/s9/0.png"]
+    report = check(tmp_path, split, layers_entries(names))
+    assert [(p.code, p.file, p.found) for p in report.problems] == [("sample_unknown", "preds/s9/0.png", "'s9'")]
+
+
+EMPTY_HINT = ("Create the zip again from the folder of PNGs, for example with `zip -r ../preds.zip .` run "
+              "inside that folder.")
+
+
+def test_empty_zip_one_problem(tmp_path, split):
+    report = check(tmp_path, split, [])
+    assert [str(p) for p in report.problems] == [
+        "sub.zip: archive contains no files (expected a PNG for every sample of the split, found no "
+        f"entries). {EMPTY_HINT}"
+    ]
+
+
+def test_empty_zip_wide_split(tmp_path):
+    split = make_split(tmp_path / "wide", sample_ids=[f"s{i:02d}" for i in range(48)], width=4, height=4)
+    report = check(tmp_path, split, [])
+    assert [p.code for p in report.problems] == ["submission_empty"]
+
+
+def test_folders_and_ignored_only(tmp_path, split):
+    entries = [Entry("preds/"), Entry("__MACOSX/._s0.png", b"x"), Entry(".DS_Store", b"x")]
+    report = check(tmp_path, split, entries)
+    assert [(p.code, p.found, p.hint) for p in report.problems] == [(
+        "submission_empty", "only 1 folder and 2 ignored files",
+        f"{EMPTY_HINT} Files under __MACOSX/ and names that start with a dot are ignored.",
+    )]
 
 
 def test_unreadable_zip_reports_only_that(tmp_path, split):

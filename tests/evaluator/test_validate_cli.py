@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from evaluator.cli import main
+from evaluator.problems import format_count
 from tests.evaluator.zips import Entry, ground_truth_entries, make_split, write_zip
 
 
@@ -22,6 +23,22 @@ def test_valid_submission_exits_zero(tmp_path, split, capsys):
     status = main(["validate", "--split", str(split.path), "--predictions", str(path)])
     assert status == 0
     assert capsys.readouterr().out == "valid: 3 samples, 1 candidate each\n"
+
+
+def test_valid_summary_one_sample(tmp_path, capsys):
+    split = make_split(tmp_path / "one", sample_ids=["s0"])
+    path = write_zip(tmp_path / "sub.zip", ground_truth_entries(split))
+    assert main(["validate", "--split", str(split.path), "--predictions", str(path)]) == 0
+    assert capsys.readouterr().out == "valid: 1 sample, 1 candidate each\n"
+
+
+@pytest.mark.parametrize(("count", "expected"), [(0, "0 problems"), (1, "1 problem"), (2, "2 problems")])
+def test_format_count_plural(count, expected):
+    assert format_count(count, "problem") == expected
+
+
+def test_format_count_irregular_plural():
+    assert format_count(3, "entry", "entries") == "3 entries"
 
 
 def test_valid_summary_names_method(tmp_path, split, capsys):

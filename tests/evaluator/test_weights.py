@@ -95,19 +95,38 @@ def small_folder(tmp_path, stand_in_weights, tiny_config):
     return tmp_path, name
 
 
+def linked_folder(tmp_path, stand_in_weights, tiny_config):
+    """A complete test-tiny folder: a copy of the CLIP stand-in and the manifest, links to the rest.
+
+    The large AlexNet and Inception stand-ins are symbolic links, so a test must not
+    write to them.
+    """
+    folder = tmp_path / "linked"
+    clip_name = weights.clip_file_name(tiny_config)
+    for name in weights.required_files(tiny_config):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        if name == clip_name:
+            shutil.copy(stand_in_weights / name, folder / name)
+        else:
+            (folder / name).symlink_to(stand_in_weights / name)
+    shutil.copy(stand_in_weights / "manifest.json", folder / "manifest.json")
+    return folder
+
+
 def test_check_detects_changed_file(tmp_path, stand_in_weights, tiny_config, capsys):
-    folder, name = small_folder(tmp_path, stand_in_weights, tiny_config)
-    assert main(["weights", "check", "--dir", str(folder)]) == 0
+    folder = linked_folder(tmp_path, stand_in_weights, tiny_config)
+    name = weights.clip_file_name(tiny_config)
+    assert main(["weights", "check", "--dir", str(folder), "--config", "test-tiny"]) == 0
     data = bytearray((folder / name).read_bytes())
     data[-1] ^= 0xFF
     (folder / name).write_bytes(bytes(data))
     assert check_weights(folder)[0].matches_manifest is False
-    assert main(["weights", "check", "--dir", str(folder)]) == 1
+    assert main(["weights", "check", "--dir", str(folder), "--config", "test-tiny"]) == 1
     assert "differs from the manifest" in capsys.readouterr().out
 
 
 def test_check_prints_table(stand_in_weights, capsys):
-    assert main(["weights", "check", "--dir", str(stand_in_weights)]) == 0
+    assert main(["weights", "check", "--dir", str(stand_in_weights), "--config", "test-tiny"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["file", "size", "sha256", "verified"]
     rows = {line.split()[0]: line.split() for line in lines[1:4]}
@@ -238,6 +257,114 @@ def test_unreadable_weights_message(tmp_path, stand_in_weights, tiny_config, loa
     assert message.startswith(f"weights file {folder / name} could not be read (")
     assert message.endswith(f"check the folder with `python -m evaluator weights check --dir {folder}` and "
                             f"replace the file with `python -m evaluator weights fetch --dir {folder}`")
+
+
+def fetch_hint(folder, config_option=""):
+    config = f" --config {config_option}" if config_option else ""
+    return (f"Get it with `python -m evaluator weights fetch --dir {folder}{config}` on a machine with "
+            "internet access.")
+
+
+def stand_in_hint(folder):
+    return ("`weights fetch` cannot get the files of this config, because its CLIP model has no published "
+            f"download. Write stand-ins of every file with `python -m evaluator weights make-test --dir "
+            f"{folder} --config test-tiny`, or copy the file in by hand and run `python -m evaluator "
+            f"weights check --dir {folder} --config test-tiny --write-manifest`.")
+
+
+def printed_lines(capsys, prefix):
+    return [line for line in capsys.readouterr().out.splitlines() if line.startswith(prefix)]
+
+
+def test_check_missing_config_file_fails(stand_in_weights, capsys):
+    # The test-tiny stand-ins lack the CLIP file that reflade-v1 scores with.
+    assert main(["weights", "check", "--dir", str(stand_in_weights), "--config", "reflade-v1"]) == 1
+    assert printed_lines(capsys, "missing: ") == [
+        "missing: clip/ViT-L-14-openai.pt, which config reflade-v1 needs. "
+        + fetch_hint(stand_in_weights, "reflade-v1"),
+    ]
+
+
+def test_check_missing_file_table_row(stand_in_weights, capsys):
+    main(["weights", "check", "--dir", str(stand_in_weights), "--config", "reflade-v1"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("clip/ViT-L-14")]
+    assert len(rows) == 1
+    assert rows[0].split()[1:4] == ["-", "-", "no"]
+    assert rows[0].endswith("(missing; not in the manifest)")
+
+
+def test_check_default_config_is_reflade(stand_in_weights, capsys):
+    assert main(["weights", "check", "--dir", str(stand_in_weights)]) == 1
+    assert printed_lines(capsys, "missing: ") == [
+        "missing: clip/ViT-L-14-openai.pt, which config reflade-v1 needs. " + fetch_hint(stand_in_weights),
+    ]
+
+
+def test_check_complete_folder_passes(stand_in_weights, capsys):
+    assert main(["weights", "check", "--dir", str(stand_in_weights), "--config", "test-tiny"]) == 0
+    output = capsys.readouterr().out
+    assert "missing" not in output
+    assert output.splitlines()[-1].endswith(": unverified weights")
+
+
+def test_check_empty_folder_lists_all(tmp_path, capsys):
+    assert main(["weights", "check", "--dir", str(tmp_path), "--config", "reflade-v1"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == [
+        f"missing: {name}, which config reflade-v1 needs. " + fetch_hint(tmp_path, "reflade-v1")
+        for name in ("clip/ViT-L-14-openai.pt", "inception/pt_inception-2015-12-05-6726825d.pth",
+                     "lpips/alexnet-owt-7be5be79.pth")
+    ]
+    assert captured.err.startswith(f"error: manifest.json not found in {tmp_path}; run ")
+
+
+def test_check_unpublished_file_hint(tmp_path, capsys):
+    assert main(["weights", "check", "--dir", str(tmp_path), "--config", "test-tiny"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3
+    assert lines[0] == ("missing: clip/tiny-vit-stand-in.pt, which config test-tiny needs. "
+                        + stand_in_hint(tmp_path))
+
+
+def test_check_deleted_listed_file(tmp_path, stand_in_weights, tiny_config, capsys):
+    folder = linked_folder(tmp_path, stand_in_weights, tiny_config)
+    (folder / INCEPTION.path).unlink()
+    assert main(["weights", "check", "--dir", str(folder), "--config", "test-tiny"]) == 1
+    output = capsys.readouterr().out
+    assert "fingerprint" not in output
+    assert [line for line in output.splitlines() if line.startswith("missing: ")] == [
+        f"missing: {INCEPTION.path}, which config test-tiny needs. " + stand_in_hint(folder),
+    ]
+
+
+def test_check_unlisted_required_file(tmp_path, stand_in_weights, tiny_config, capsys):
+    folder = linked_folder(tmp_path, stand_in_weights, tiny_config)
+    write_manifest(folder, [ALEXNET.path, weights.clip_file_name(tiny_config)], {})
+    assert main(["weights", "check", "--dir", str(folder), "--config", "test-tiny"]) == 1
+    assert printed_lines(capsys, "not in manifest.json: ") == [
+        f"not in manifest.json: {INCEPTION.path}, which config test-tiny needs. Record it with "
+        f"`python -m evaluator weights check --dir {folder} --config test-tiny --write-manifest`.",
+    ]
+
+
+def test_check_stray_manifest_entry(tmp_path, stand_in_weights, tiny_config, capsys):
+    folder = linked_folder(tmp_path, stand_in_weights, tiny_config)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"]["extra/old.pt"] = {"sha256": "0" * 64, "size": 1, "source": ""}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["weights", "check", "--dir", str(folder), "--config", "test-tiny"]) == 1
+    assert printed_lines(capsys, "missing: ") == [
+        "missing: extra/old.pt, which manifest.json lists. Copy it back, or drop it from the manifest "
+        f"with `python -m evaluator weights check --dir {folder} --config test-tiny --write-manifest`.",
+    ]
+
+
+def test_check_quotes_folder_with_space(tmp_path, capsys):
+    folder = tmp_path / "my weights"
+    folder.mkdir()
+    main(["weights", "check", "--dir", str(folder)])
+    assert capsys.readouterr().out.splitlines()[0].endswith(
+        f"Get it with `python -m evaluator weights fetch --dir '{folder}'` on a machine with internet access.")
 
 
 def test_named_clip_no_random_warning(caplog):

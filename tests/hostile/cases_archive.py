@@ -29,7 +29,6 @@ from tests.hostile.drafts import (
     gt,
     layer,
     member_sizes,
-    missing_message,
     registrar,
     valid_summary,
     with_png,
@@ -104,7 +103,7 @@ def corrupt_deflate_stream(context: Context) -> Draft:
 def encrypted_flag(context: Context) -> Draft:
     return Draft(
         mark_encrypted(zip_bytes(gt(context))),
-        ("zip_encrypted",) * 3 + ("sample_missing",) * 3,
+        ("zip_encrypted",) * 3,
         "s0.png: member is encrypted (expected no password, found an encrypted member). "
         "Create the archive without a password.")
 
@@ -114,7 +113,7 @@ def encrypted_zipcrypto(context: Context) -> Draft:
     members = _stored_gt(context)
     members[0] = crafting.zipcrypto_member(b"s0.png", gt(context)[0].data, b"secret")
     return Draft(
-        crafting.raw_zip(members), ("zip_encrypted", "sample_missing"),
+        crafting.raw_zip(members), ("zip_encrypted",),
         "s0.png: member is encrypted (expected no password, found an encrypted member). "
         "Create the archive without a password.")
 
@@ -125,7 +124,7 @@ def unsupported_compression(context: Context) -> Draft:
     members = _stored_gt(context)
     members[0].method = 93
     return Draft(
-        crafting.raw_zip(members), ("zip_unreadable", "sample_missing"),
+        crafting.raw_zip(members), ("zip_unreadable",),
         "s0.png: member uses an unsupported compression method (expected stored, deflate, bzip2 "
         "or lzma, found method 93). Create the archive with deflate compression.")
 
@@ -144,7 +143,7 @@ def declared_size_huge(context: Context) -> Draft:
     members = _stored_gt(context)
     members[0].size = 0xFFFFFFFE
     return Draft(
-        crafting.raw_zip(members), ("zip_member_too_large", "sample_missing"),
+        crafting.raw_zip(members), ("zip_member_too_large",),
         "s0.png: member is too large when uncompressed (expected at most 64.0 MiB, found "
         "4096.0 MiB). Submit images of the sample's size.")
 
@@ -193,11 +192,14 @@ def directory_size_past_start(context: Context) -> Draft:
 @case
 def fake_end_record_in_comment(context: Context) -> Draft:
     # The archive comment ends with a second end record that lists no entries. SafeZip and
-    # zipfile both take the last one, so the submission reads as empty, not as s0..s2.
+    # zipfile both take the last one, so the submission reads as an empty archive, not as s0..s2.
     fake_end = b"PK\x05\x06" + bytes(18)
     content = zip_bytes(gt(context))
     content = content[:-2] + len(fake_end).to_bytes(2, "little") + fake_end
-    return Draft(content, ("sample_missing",) * 3, missing_message("s0"))
+    return Draft(content, ("submission_empty",),
+                 "fake_end_record_in_comment.zip: archive contains no files (expected a PNG for every sample of the split, found no "
+                 "entries). Create the zip again from the folder of PNGs, for example with "
+                 "`zip -r ../preds.zip .` run inside that folder.")
 
 
 @case
@@ -225,7 +227,7 @@ def ratio_bomb(context: Context) -> Draft:
     entries = gt(context, skip=("s0",)) + [Entry("s0.png", bytes(8 * MIB), zipfile.ZIP_DEFLATED)]
     content = zip_bytes(entries)
     size, compressed = member_sizes(content, "s0.png")
-    return Draft(content, ("zip_ratio_too_high", "sample_missing"),
+    return Draft(content, ("zip_ratio_too_high",),
                  f"s0.png: member expands too much when uncompressed (expected a compression ratio "
                  f"of at most 200, found {size / compressed:.0f} (8.0 MiB from {compressed} bytes)). "
                  "Submit ordinary PNG files.")
@@ -265,7 +267,7 @@ def member_too_large(context: Context) -> Draft:
     # A valid 16x12 PNG that carries a 3000-byte text chunk.
     pixels = layer()
     png = raw_png(WIDTH, HEIGHT, 8, 6, pixels.tobytes(), [(b"tEXt", b"Comment\x00" + b"x" * 3000)])
-    return Draft(with_png("s0.png", png, context), ("zip_member_too_large", "sample_missing"),
+    return Draft(with_png("s0.png", png, context), ("zip_member_too_large",),
                  f"s0.png: member is too large when uncompressed (expected at most 2048 bytes, found "
                  f"{len(png)} bytes). Submit images of the sample's size.",
                  limits=ArchiveLimits(max_member_bytes=2048))

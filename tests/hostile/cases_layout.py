@@ -41,7 +41,10 @@ def sample_missing(context: Context) -> Draft:
 
 @case
 def empty_archive(context: Context) -> Draft:
-    return Draft(zip_bytes([]), ("sample_missing",) * 3, missing_message("s0"))
+    return Draft(zip_bytes([]), ("submission_empty",),
+                 "empty_archive.zip: archive contains no files (expected a PNG for every sample of the split, found no "
+                 "entries). Create the zip again from the folder of PNGs, for example with "
+                 "`zip -r ../preds.zip .` run inside that folder.")
 
 
 @case
@@ -233,10 +236,13 @@ def wrapping_folder_metadata_beside_accepted(context: Context) -> Draft:
 
 @case
 def wrapping_folder_twice(context: Context) -> Draft:
-    # Only one wrapping folder is stripped, so `b` reads as a sample id.
+    # Only one wrapping folder is stripped, so a second one is reported as too deep.
     entries = ground_truth_entries(context.split, "a/b/")
-    return Draft(zip_bytes(entries), ("sample_unknown",) * 3 + ("sample_missing",) * 3,
-                 unknown_message("a/b/s0.png", "b"))
+    return Draft(zip_bytes(entries), ("file_nested_too_deep",) * 3,
+                 "a/b/s0.png: file is nested too deep (expected <sample_id>.png or <sample_id>/<k>.png "
+                 "at the top level or inside one folder, found inside a/b/). Put the PNGs at the top "
+                 "level of the zip or inside one folder. For example, run `zip -r ../preds.zip .` inside "
+                 "the folder that contains the PNGs or the <sample_id> folders.")
 
 
 @case

@@ -47,7 +47,7 @@ def zip_slip_inner(context: Context) -> Draft:
 @case
 def zip_slip_as_sample(context: Context) -> Draft:
     entries = gt(context, skip=("s0",)) + [Entry("../s0.png", rgba_png(layer()))]
-    return Draft(zip_bytes(entries), ("zip_path_unsafe", "sample_missing"),
+    return Draft(zip_bytes(entries), ("zip_path_unsafe",),
                  unsafe_message("../s0.png", "a '..' component"), outside_names=("../s0.png",))
 
 
@@ -75,7 +75,7 @@ def unc_path(context: Context) -> Draft:
 def backslash_separators(context: Context) -> Draft:
     # What some Windows tools write for a folder `preds` of PNGs.
     entries = [Entry(f"preds\\{entry.name}", entry.data) for entry in gt(context)]
-    return Draft(zip_bytes(entries), ("zip_path_unsafe",) * 3 + ("sample_missing",) * 3,
+    return Draft(zip_bytes(entries), ("zip_path_unsafe",) * 3,
                  unsafe_message("preds\\s0.png", "a backslash", HINT_SEPARATORS))
 
 
@@ -131,7 +131,7 @@ def dot_member_name(context: Context) -> Draft:
 @case
 def symlink_as_sample(context: Context) -> Draft:
     entries = gt(context, skip=("s0",)) + [symlink("s0.png", "/etc/passwd")]
-    return Draft(zip_bytes(entries), ("zip_symlink", "sample_missing"),
+    return Draft(zip_bytes(entries), ("zip_symlink",),
                  "s0.png: member is a symbolic link (expected a regular file, found a symbolic "
                  "link). Store the PNG itself, for example with `zip` without -y.")
 
