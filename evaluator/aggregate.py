@@ -106,6 +106,9 @@ def aggregate_samples(samples: pd.DataFrame, fid: dict[str, float], config: Benc
             "method": "percentile",
         },
         "hpa": _across_kinds("hpa", kinds, groups, distributions),
+        "pass_rates": {
+            f"pass_rate@{k}": _over_samples(f"pass_rate@{k}", kinds, groups, distributions) for k in k_list
+        },
         "layer_kinds": {kind: groups[group_name(("all", kind, "all"))] for kind in kinds},
         "groups": groups,
     }
@@ -218,6 +221,31 @@ def _across_kinds(metric: str, kinds: list[str], groups: dict, distributions: di
     if all(distribution is not None for distribution in resampled):
         ci = percentile_interval(np.mean(np.stack(resampled), axis=0))
     return {"value": float(np.mean(points)), "ci": _interval(ci), "layer_kinds": used}
+
+
+def _over_samples(metric: str, kinds: list[str], groups: dict, distributions: dict) -> dict:
+    """Average a per-sample metric over the samples of every layer kind, with its interval.
+
+    The mean is the kinds' means weighted by their sample counts. Each bootstrap
+    replicate resamples within each kind, so the interval comes from the same
+    weighted mean of the kinds' replicates.
+    """
+    points, counts, resampled = [], [], []
+    for kind in kinds:
+        name = group_name(("all", kind, "all"))
+        entry = groups[name]["metrics"].get(metric)
+        if entry is None or entry["value"] is None or not entry["count"]:
+            continue
+        points.append(entry["value"])
+        counts.append(entry["count"])
+        resampled.append(distributions[name].get(metric))
+    if not points:
+        return {"value": None, "ci": None, "count": 0}
+    weights = np.array(counts, dtype=np.float64) / sum(counts)
+    ci = None
+    if all(distribution is not None for distribution in resampled):
+        ci = percentile_interval(np.tensordot(weights, np.stack(resampled), axes=1))
+    return {"value": float(np.dot(weights, points)), "ci": _interval(ci), "count": int(sum(counts))}
 
 
 def _primary(metric: str, kinds: list[str], groups: dict, distributions: dict) -> dict:

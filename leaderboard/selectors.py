@@ -80,8 +80,9 @@ def flatten_metrics(report: dict) -> tuple[dict[str, float | None], dict[str, tu
 
     Gives `hpa` (mean over layer kinds), `<metric>_<layer kind>` for every metric of
     each kind's whole-kind group, `miou` and `miou_occ` (foreground only) and
-    `pass_rate@K` over all samples (the sample-weighted mean of the kinds, which
-    has no interval in the report).
+    `pass_rate@K` over all samples with its interval (the report's `pass_rates`).
+    Reports written before `pass_rates` existed give the sample-weighted mean of
+    the kinds without an interval.
     """
     values: dict[str, float | None] = {}
     intervals: dict[str, tuple[float, float]] = {}
@@ -99,11 +100,15 @@ def flatten_metrics(report: dict) -> tuple[dict[str, float | None], dict[str, tu
         for metric, entry in group.get("metrics", {}).items():
             put(f"{metric}_{kind}", entry)
             if metric.startswith("pass_rate@") and entry.get("value") is not None:
-                pass_rates.setdefault(metric, []).append((entry["value"], group.get("count", 0)))
+                pass_rates.setdefault(metric, []).append((entry["value"], entry.get("count", group.get("count", 0))))
         if kind == "foreground":
             for metric in ("miou", "miou_occ"):
                 if metric in group.get("metrics", {}):
                     put(metric, group["metrics"][metric])
+    if isinstance(report.get("pass_rates"), dict):
+        for metric, entry in report["pass_rates"].items():
+            put(metric, entry)
+        return values, intervals
     for metric, parts in pass_rates.items():
         total = sum(count for _, count in parts)
         values[metric] = sum(value * count for value, count in parts) / total if total else None
@@ -112,7 +117,7 @@ def flatten_metrics(report: dict) -> tuple[dict[str, float | None], dict[str, tu
 
 # The parts of an evaluator report that the leaderboard reads. The per-group breakdowns,
 # most of a report's size, stay in the database until code reads `metrics`.
-LEADERBOARD_REPORT_KEYS = ("hpa", "layer_kinds", "pass_rate_calibrated")
+LEADERBOARD_REPORT_KEYS = ("hpa", "layer_kinds", "pass_rate_calibrated", "pass_rates")
 
 
 def leaderboard_evaluations(split: Split) -> QuerySet[Evaluation]:
@@ -185,7 +190,10 @@ def leaderboard_entries(split: Split) -> list[LeaderboardRow]:
     rows = []
     for evaluation in leaderboard_evaluations(split):
         submission = evaluation.submission
-        values, intervals = flatten_metrics({"hpa": evaluation.report_hpa, "layer_kinds": evaluation.report_layer_kinds})
+        values, intervals = flatten_metrics({
+            "hpa": evaluation.report_hpa, "layer_kinds": evaluation.report_layer_kinds,
+            "pass_rates": evaluation.report_pass_rates,
+        })
         rows.append(
             LeaderboardRow(
                 rank=None,

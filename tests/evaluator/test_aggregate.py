@@ -149,6 +149,17 @@ def test_pass_rate_per_sample_mean():
     assert "pass_rate@4" not in metrics
 
 
+def test_pass_rates_over_all_samples():
+    report = aggregate_samples(hand_made_table(), FID, CONFIG)
+    kinds = [report["layer_kinds"][kind]["metrics"]["pass_rate@1"] for kind in ("foreground", "background")]
+    overall = report["pass_rates"]["pass_rate@1"]
+    expected = sum(kind["value"] * kind["count"] for kind in kinds) / sum(kind["count"] for kind in kinds)
+    assert overall["value"] == pytest.approx(expected, abs=1e-15)
+    assert overall["count"] == sum(kind["count"] for kind in kinds)
+    assert overall["ci"][0] <= overall["value"] <= overall["ci"][1]
+    assert sorted(report["pass_rates"]) == ["pass_rate@1", "pass_rate@2"]
+
+
 def test_hpa_per_group_and_top_level():
     report = aggregate_samples(hand_made_table(), FID, CONFIG)
     calibration = CONFIG.calibration

@@ -256,6 +256,17 @@ def test_leaderboard_rows_rank_and_flatten(demo_split, user, other_user, cutout_
     assert top.owner_name == "bob"
 
 
+def test_leaderboard_reads_report_pass_rates(demo_split, user, cutout_zip):
+    entry = create(user, demo_split, cutout_zip, method_name="with pass rates")
+    metrics = report(0.6, 0.8)
+    metrics["pass_rates"] = {"pass_rate@1": {"value": 0.625, "ci": [0.4, 0.8], "count": 4}}
+    finish(entry, metrics)
+
+    row = selectors.leaderboard_rows(split=demo_split)[0]
+    assert row.metrics["pass_rate@1"] == 0.625
+    assert row.intervals["pass_rate@1"] == (0.4, 0.8)
+
+
 def test_leaderboard_ordering_by_metric(demo_split, user, other_user, cutout_zip):
     a = create(user, demo_split, cutout_zip, method_name="a")
     b = create(other_user, demo_split, cutout_zip, method_name="b")
