@@ -82,6 +82,16 @@ def test_leaderboard_table_contents(client, entries, demo_split):
     assert "↑ better · uncalibrated" in html
 
 
+def test_leaderboard_links_csv(client, entries, demo_split):
+    html = client.get(split_url(demo_split)).content.decode()
+    csv_url = f'{reverse("api:split-leaderboard", args=[demo_split.pk])}?format=csv'
+
+    assert f'href="{csv_url}"' in html
+    response = client.get(csv_url)
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/csv")
+
+
 def test_leaderboard_header_order_per_metric(client, entries, demo_split):
     url = split_url(demo_split)
 
