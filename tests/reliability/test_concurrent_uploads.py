@@ -22,7 +22,7 @@ from leaderboard.models import Evaluation, Submission
 
 UPLOADS = 50
 QUOTA = 5
-NEXT_SLOT = re.compile(r"The next slot opens at (\d{4}-\d\d-\d\d \d\d:\d\d) UTC\.$")
+NEXT_SLOT = re.compile(r"The next slot opens at (\d{4}-\d\d-\d\d \d\d:\d\d) UTC\.")
 
 
 class BackloggedServer(ThreadedWSGIServer):

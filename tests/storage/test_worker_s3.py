@@ -10,6 +10,8 @@ import time
 import pandas as pd
 import pytest
 
+from evaluator.gt_cache import ground_truth_version
+from evaluator.split import Split
 from leaderboard import selectors
 from leaderboard.models import Submission
 from leaderboard.upload_client import upload_large
@@ -31,7 +33,7 @@ def wait_for_end(submission, worker):
 
 
 def test_multipart_upload_scored_from_s3(s3_worker_process, live_server, s3_split, user, token, cutout_zip,
-                                         s3_client):
+                                         s3_client, synthetic_split_dir):
     result = upload_large(f"{live_server.url}/api/v1", token, s3_split.pk, cutout_zip, 5 << 20,
                           method_name="cut-out")
     submission = Submission.objects.get(pk=result.submission["id"])
@@ -39,7 +41,7 @@ def test_multipart_upload_scored_from_s3(s3_worker_process, live_server, s3_spli
     evaluation = wait_for_end(submission, s3_worker_process)
 
     assert evaluation.state == "finished", f"{evaluation.staff_detail}\n{s3_worker_process.log()}"
-    assert evaluation.ground_truth_version == s3_split.ground_truth_version
+    assert evaluation.ground_truth_version == ground_truth_version(Split(synthetic_split_dir))
     assert evaluation.samples_file.name.startswith(f"samples/evaluation-{evaluation.pk}/")
     stored = s3_client.get_object(Bucket=BUCKET, Key=evaluation.samples_file.name)["Body"].read()
     assert len(pd.read_parquet(io.BytesIO(stored))) == s3_split.sample_count
