@@ -74,7 +74,8 @@ def _add_evaluate(commands) -> None:
     parser = commands.add_parser("evaluate", help="predict on a split with ground truth, then score it")
     _add_predict_arguments(parser)
     parser.add_argument("--score-dir", default=None, help="folder for the scoring outputs (default: next to --out)")
-    parser.add_argument("--weights-dir", default=None, help="folder of the evaluator's pretrained networks")
+    parser.add_argument("--weights-dir", "--weights", default=None,
+                        help="folder of the evaluator's pretrained networks (--weights, as the evaluator names it, also works)")
     parser.set_defaults(handler=_run_evaluate)
 
 
@@ -157,6 +158,12 @@ def _visible_settings(args) -> VisibleSettings | None:
     return visible
 
 
+def _check_out(out: str) -> None:
+    """Reject an --out that names a folder, before any work is done."""
+    if Path(out).is_dir():
+        raise ValueError(f"--out {out} is a folder; give the path of the zip to write, such as {Path(out) / 'predictions.zip'}")
+
+
 def _check_predict_arguments(args, needs_ground_truth: bool) -> VisibleSettings | None:
     """Check the predict and evaluate arguments and return the `preserve_visible` settings.
 
@@ -171,6 +178,7 @@ def _check_predict_arguments(args, needs_ground_truth: bool) -> VisibleSettings 
         raise ValueError(f"--steps must be at least 1, got {args.steps}")
     if args.guidance_scale is not None and not math.isfinite(args.guidance_scale):
         raise ValueError(f"--guidance-scale must be a finite number, got {args.guidance_scale}")
+    _check_out(args.out)
     config = Path(args.checkpoint) / "config.json"
     if not config.is_file():
         raise FileNotFoundError(
@@ -238,8 +246,15 @@ def _print_scores(result) -> None:
 
 
 def _run_baseline(args) -> int:
-    # Opening the split first rejects a bad --split before torch is imported.
+    _check_out(args.out)
+    # Opening the split first rejects a bad --split, or one without the ground truth that
+    # visible-oracle reads, before torch is imported.
     with open_split(args.split) as split:
+        if args.kind == "visible-oracle" and not split.has_ground_truth:
+            raise ValueError(
+                f"the visible-oracle baseline reads gt/visible, but split {split.path} has no gt/ folder; "
+                "use the full split, not its public inputs package"
+            )
         from reference_model.baselines import write_baseline
 
         print(f"wrote {write_baseline(args.kind, split, args.out)}")

@@ -1,3 +1,4 @@
+import sys
 from pathlib import Path
 
 import pytest
@@ -196,3 +197,30 @@ def test_unexpected_error_keeps_traceback(monkeypatch, disc_split_path, tmp_path
 def test_log_level_case_insensitive():
     assert build_parser().parse_args(["--log-level", "debug", "baseline", "--kind", "cutout", "--split", "s",
                                       "--out", "c.zip"]).log_level == "DEBUG"
+
+
+def test_visible_oracle_checked_before_import(disc_split_path, tmp_path, capsys, monkeypatch):
+    public = export_public(disc_split_path, tmp_path / "public")
+    monkeypatch.setitem(sys.modules, "reference_model.baselines", None)
+
+    assert main(["baseline", "--kind", "visible-oracle", "--split", str(public), "--out", str(tmp_path / "o.zip")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: the visible-oracle baseline reads gt/visible")
+
+
+@pytest.mark.parametrize("command", ["predict", "baseline"])
+def test_out_folder_rejected(model_loading_forbidden, disc_split_path, tmp_path, capsys, command):
+    if command == "predict":
+        status = _predict(disc_split_path, tmp_path)
+    else:
+        status = main(["baseline", "--kind", "cutout", "--split", str(disc_split_path), "--out", str(tmp_path)])
+    assert status == 1
+    expected = f"error: --out {tmp_path} is a folder; give the path of the zip to write, such as {tmp_path / 'predictions.zip'}"
+    assert capsys.readouterr().err.splitlines() == [expected]
+
+
+def test_evaluate_accepts_weights_alias():
+    args = build_parser().parse_args([
+        "evaluate", "--checkpoint", "c", "--split", "s", "--out", "o.zip", "--weights", "w",
+    ])
+    assert args.weights_dir == "w"
