@@ -18,6 +18,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.renderers import JSONRenderer
@@ -37,6 +38,17 @@ logger = logging.getLogger(__name__)
 ERROR_RESPONSE = OpenApiResponse(description='Error envelope: {"error": {"code", "message", "details"}}')
 
 
+class FormatNegotiation(DefaultContentNegotiation):
+    """DRF's content negotiation, except that an unknown `?format=` names the formats on offer."""
+
+    def filter_renderers(self, renderers, format):
+        matching = [renderer for renderer in renderers if renderer.format == format]
+        if not matching:
+            offered = ", ".join(sorted({renderer.format for renderer in renderers}))
+            raise exceptions.NotFound(f"Unknown format {format!r}; this endpoint offers {offered}.")
+        return matching
+
+
 class ApiView(APIView):
     """Base of every endpoint: token or session authentication, rate limits, the error envelope."""
 
@@ -44,6 +56,7 @@ class ApiView(APIView):
     permission_classes = [AllowAny]
     throttle_classes = [AnonThrottle, UserThrottle]
     renderer_classes = [JSONRenderer]
+    content_negotiation_class = FormatNegotiation
 
     def get_exception_handler(self):
         return api_exception_handler

@@ -140,6 +140,14 @@ def test_leaderboard_csv(api, entries, demo_split):
     assert float(rows[0]["hpa_lo"]) <= float(rows[0]["hpa"]) <= float(rows[0]["hpa_hi"])
 
 
+def test_leaderboard_unknown_format(api, entries, demo_split):
+    response = leaderboard(api, demo_split, format="xml")
+
+    assert response.status_code == 404
+    assert response.json() == {"error": {"code": "not_found", "details": {},
+                                         "message": "Unknown format 'xml'; this endpoint offers csv, json."}}
+
+
 def test_leaderboard_csv_by_accept(api, entries, demo_split):
     response = api.get(f"{API}/splits/{demo_split.pk}/leaderboard/", {"ordering": "-fid_foreground"},
                        HTTP_ACCEPT="text/csv")
