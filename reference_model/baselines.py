@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 
 from evaluator.split import Sample, Split, open_split
-from reference_model.predict import validated_write
 
 logger = logging.getLogger(__name__)
 
@@ -68,20 +67,28 @@ def visible_oracle_predictions(split: Split) -> Iterator[tuple[str, list[np.ndar
         yield sample.sample_id, [_layer(split.read_image(sample), split.read_gt_visible(sample))]
 
 
+def check_baseline_split(kind: str, split: Split) -> None:
+    """Raise ValueError for an unknown baseline, or for visible-oracle on a split without gt/."""
+    if kind not in BASELINES:
+        raise ValueError(f"unknown baseline {kind!r}; choose one of {', '.join(BASELINES)}")
+    if kind == "visible-oracle" and not split.has_ground_truth:
+        raise ValueError(
+            f"the visible-oracle baseline reads gt/visible, but split {split.path} has no gt/ folder; "
+            "use the full split, not its public inputs package"
+        )
+
+
 def write_baseline(kind: str, split: str | Path | Split, out: str | Path, metadata: dict | None = None) -> Path:
     """Write the `kind` baseline's submission zip for `split`; returns its path.
 
     `metadata` adds entries to the zip's metadata.json.
     """
-    if kind not in BASELINES:
-        raise ValueError(f"unknown baseline {kind!r}; choose one of {', '.join(BASELINES)}")
+    # Imported here because it imports torch, so `check_baseline_split` loads fast.
+    from reference_model.predict import validated_write
+
     opened = split if isinstance(split, Split) else open_split(split)
+    check_baseline_split(kind, opened)
     if kind == "visible-oracle":
-        if not opened.has_ground_truth:
-            raise ValueError(
-                f"the visible-oracle baseline reads gt/visible, but split {opened.path} has no gt/ folder; "
-                "use the full split, not its public inputs package"
-            )
         predictions = visible_oracle_predictions(opened)
     else:
         predictions = cutout_predictions(opened)

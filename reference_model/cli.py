@@ -246,16 +246,13 @@ def _print_scores(result) -> None:
 
 
 def _run_baseline(args) -> int:
+    from reference_model.baselines import check_baseline_split, write_baseline
+
     _check_out(args.out)
-    # Opening the split first rejects a bad --split, or one without the ground truth that
-    # visible-oracle reads, before torch is imported.
+    # Opening and checking the split first rejects a bad --split, or one without the
+    # ground truth that visible-oracle reads, before write_baseline imports torch.
     with open_split(args.split) as split:
-        if args.kind == "visible-oracle" and not split.has_ground_truth:
-            raise ValueError(
-                f"the visible-oracle baseline reads gt/visible, but split {split.path} has no gt/ folder; "
-                "use the full split, not its public inputs package"
-            )
-        from reference_model.baselines import write_baseline
+        check_baseline_split(args.kind, split)
 
         print(f"wrote {write_baseline(args.kind, split, args.out)}")
     return 0

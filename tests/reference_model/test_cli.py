@@ -201,7 +201,8 @@ def test_log_level_case_insensitive():
 
 def test_visible_oracle_checked_before_import(disc_split_path, tmp_path, capsys, monkeypatch):
     public = export_public(disc_split_path, tmp_path / "public")
-    monkeypatch.setitem(sys.modules, "reference_model.baselines", None)
+    # The predictions' writer, and torch with it, must not be needed to reject the split.
+    monkeypatch.setitem(sys.modules, "reference_model.predict", None)
 
     assert main(["baseline", "--kind", "visible-oracle", "--split", str(public), "--out", str(tmp_path / "o.zip")]) == 1
     err = capsys.readouterr().err
