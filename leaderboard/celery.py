@@ -9,6 +9,7 @@ import logging.config
 import os
 
 from celery import Celery
+from celery.exceptions import TaskRevokedError
 from celery.signals import setup_logging
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "leaderboard.settings")
@@ -27,7 +28,7 @@ class RequeuedChordFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        if type(error).__name__ == "TaskRevokedError" and str(error) == REQUEUED_REASON:
+        if isinstance(error, TaskRevokedError) and str(error) == REQUEUED_REASON:
             record.msg = "chord %r ended: its lost chunk tasks were %s"
             record.args = (record.args[0] if record.args else "?", REQUEUED_REASON)
             record.levelno, record.levelname = logging.WARNING, "WARNING"

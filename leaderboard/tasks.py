@@ -29,6 +29,7 @@ import evaluator
 from evaluator.archive import DEFAULT_LIMITS, ArchiveLimits
 from evaluator.config import load_config
 from evaluator.gt_cache import ground_truth_version
+from evaluator.problems import format_count
 from evaluator.split import Split as SplitPackage
 from evaluator.submission import SubmissionArchive, SubmissionError
 from leaderboard import services
@@ -182,8 +183,8 @@ def validate_submission_task(evaluation_id: int) -> None:
             services.evaluation_reject(
                 evaluation_id=evaluation_id,
                 problems=problems,
-                user_message=f"The submission is invalid: {count} problem{'s' if count != 1 else ''} "
-                f"found. Fix {'it' if count == 1 else 'them'} and upload again; this upload does not count "
+                user_message=f"The submission is invalid: {format_count(count, 'problem')} found. "
+                f"Fix {'it' if count == 1 else 'them'} and upload again; this upload does not count "
                 "against your quota.",
             )
             return

@@ -20,6 +20,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
+from evaluator.problems import format_count
 from leaderboard.middleware import (
     DATABASE_UNAVAILABLE_CODE,
     DATABASE_UNAVAILABLE_MESSAGE,
@@ -106,7 +107,7 @@ def _throttled_message(request, retry_after: int | None) -> str:
     """Name the rate limits the request exceeded and when to try again."""
     exceeded = getattr(request, "reflade_exceeded_throttles", []) if request is not None else []
     limits = " and ".join(throttle.limit_text() for throttle in exceeded)
-    wait = f"in {retry_after} second{'s' if retry_after != 1 else ''}" if retry_after is not None else "later"
+    wait = f"in {format_count(retry_after, 'second')}" if retry_after is not None else "later"
     return f"Rate limit reached{f': at most {limits}' if limits else ''}. Try again {wait}."
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from django.conf import settings
 from rest_framework.throttling import SimpleRateThrottle
 
+from evaluator.problems import format_count
+
 DEFAULT_RATES = {
     "anon": "120/min",
     "user": "600/min",
@@ -49,8 +51,7 @@ class SettingsRateThrottle(SimpleRateThrottle):
     def limit_text(self) -> str:
         """Describe the limit, such as "30 uploads per hour"."""
         count, period = self.rate.split("/")
-        noun = self.counted if count == "1" else f"{self.counted}s"
-        return f"{count} {noun} per {PERIOD_NAMES.get(period[:1], period)}"
+        return f"{format_count(int(count), self.counted)} per {PERIOD_NAMES.get(period[:1], period)}"
 
 
 class AnonThrottle(SettingsRateThrottle):

@@ -14,6 +14,7 @@ from django.core.files import File
 from django.db import transaction
 from django.utils import timezone
 
+from evaluator.problems import format_count
 from leaderboard.models import ChunkResult, Evaluation, EvaluationState, FailureKind, Submission
 
 logger = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ def stored_problems(problems: list[dict]) -> list[dict]:
     return problems[:MAX_STORED_PROBLEMS] + [{
         "code": "more_problems",
         "file": "",
-        "message": f"{rest} more problem{'s' if rest != 1 else ''} not listed here",
+        "message": f"{format_count(rest, 'more problem', 'more problems')} not listed here",
         "expected": "",
         "found": "",
         "hint": "Run python -m evaluator validate --split SPLIT --predictions ZIP to list every problem.",
